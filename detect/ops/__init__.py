@@ -1,0 +1,56 @@
+"""Graph-compiled detection operations shared by every detector.
+
+Pure TensorFlow; imports nothing else from ``detect``. Boxes are ``xyxy`` in
+absolute pixels unless a name says otherwise. Every op runs eagerly, inside
+``tf.function`` and under ``tf.function(jit_compile=True)``.
+"""
+
+from detect.ops.anchors import anchor_grid, generate_anchors
+from detect.ops.boxes import (
+    BOX_FORMATS,
+    DEFAULT_SCALE_CLAMP,
+    box_area,
+    clip_boxes,
+    convert_boxes,
+    decode_boxes,
+    encode_boxes,
+    iou,
+)
+from detect.ops.losses import smooth_l1
+from detect.ops.matching import IGNORE, NEGATIVE, NO_MATCH, POSITIVE, match
+from detect.ops.nms import PAD_CLASS, PAD_INDEX, batched_nms, nms
+from detect.ops.sampling import NO_SAMPLE, sample_balanced
+
+try:  # written in parallel; present once detect/ops/roi.py lands
+    from detect.ops.roi import RoIAlign, RoIPool, roi_align, roi_pool
+except ImportError:  # pragma: no cover
+    pass
+
+__all__ = [
+    "BOX_FORMATS",
+    "DEFAULT_SCALE_CLAMP",
+    "IGNORE",
+    "NEGATIVE",
+    "NO_MATCH",
+    "NO_SAMPLE",
+    "PAD_CLASS",
+    "PAD_INDEX",
+    "POSITIVE",
+    "RoIAlign",
+    "RoIPool",
+    "anchor_grid",
+    "batched_nms",
+    "box_area",
+    "clip_boxes",
+    "convert_boxes",
+    "decode_boxes",
+    "encode_boxes",
+    "generate_anchors",
+    "iou",
+    "match",
+    "nms",
+    "roi_align",
+    "roi_pool",
+    "sample_balanced",
+    "smooth_l1",
+]

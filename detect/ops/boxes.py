@@ -1,0 +1,184 @@
+"""Box geometry: format conversion, area, clipping, IoU and the box coder.
+
+Boxes are ``xyxy`` in absolute pixels, float32, unless a name says otherwise.
+Every function accepts tensors or numpy arrays, broadcasts over leading
+dimensions, and runs unchanged eagerly, in ``tf.function`` and under XLA.
+"""
+
+import math
+
+import tensorflow as tf
+
+BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
+
+# Largest log-scale delta that decode applies, as in Faster R-CNN / Detectron:
+# exp() of anything larger overflows quickly and never helps a real box.
+DEFAULT_SCALE_CLAMP = math.log(1000.0 / 16)
+
+
+def _as_float(boxes):
+    boxes = tf.convert_to_tensor(boxes)
+    if not boxes.dtype.is_floating:
+        boxes = tf.cast(boxes, tf.float32)
+    return boxes
+
+
+def convert_boxes(boxes, src, dst):
+    """Converts boxes between ``xyxy``, ``xywh`` (COCO) and ``cxcywh``.
+
+    Args:
+      boxes: [..., 4] in format ``src``.
+      src, dst: one of ``BOX_FORMATS``.
+
+    Returns:
+      [..., 4] in format ``dst``, same dtype.
+    """
+    for name, fmt in (("src", src), ("dst", dst)):
+        if fmt not in BOX_FORMATS:
+            raise ValueError(f"convert_boxes: {name}={fmt!r} is not one of {BOX_FORMATS}")
+    boxes = _as_float(boxes)
+    if src == dst:
+        return tf.identity(boxes)
+    a, b, c, d = tf.unstack(boxes, axis=-1)
+    if src == "xywh":
+        x1, y1, x2, y2 = a, b, a + c, b + d
+    elif src == "cxcywh":
+        x1, y1, x2, y2 = a - 0.5 * c, b - 0.5 * d, a + 0.5 * c, b + 0.5 * d
+    else:
+        x1, y1, x2, y2 = a, b, c, d
+    if dst == "xyxy":
+        out = (x1, y1, x2, y2)
+    elif dst == "xywh":
+        out = (x1, y1, x2 - x1, y2 - y1)
+    else:
+        out = ((x1 + x2) * 0.5, (y1 + y2) * 0.5, x2 - x1, y2 - y1)
+    return tf.stack(out, axis=-1)
+
+
+def box_area(boxes):
+    """Area of ``xyxy`` boxes; degenerate (inverted) boxes have area 0.
+
+    Args:
+      boxes: [..., 4] xyxy.
+
+    Returns:
+      [...] areas.
+    """
+    boxes = _as_float(boxes)
+    w = tf.maximum(boxes[..., 2] - boxes[..., 0], 0.0)
+    h = tf.maximum(boxes[..., 3] - boxes[..., 1], 0.0)
+    return w * h
+
+
+def clip_boxes(boxes, height, width):
+    """Clips ``xyxy`` boxes to the image rectangle [0, width] x [0, height].
+
+    Args:
+      boxes: [..., 4] xyxy.
+      height, width: scalars, or tensors broadcastable to ``boxes[..., 0]``
+        (e.g. [B, 1] for per-image sizes).
+
+    Returns:
+      [..., 4] clipped boxes.
+    """
+    boxes = _as_float(boxes)
+    height = tf.cast(height, boxes.dtype)
+    width = tf.cast(width, boxes.dtype)
+    x1, y1, x2, y2 = tf.unstack(boxes, axis=-1)
+    x1 = tf.clip_by_value(x1, 0.0, width)
+    x2 = tf.clip_by_value(x2, 0.0, width)
+    y1 = tf.clip_by_value(y1, 0.0, height)
+    y2 = tf.clip_by_value(y2, 0.0, height)
+    return tf.stack([x1, y1, x2, y2], axis=-1)
+
+
+def iou(boxes1, boxes2):
+    """Pairwise intersection over union of two sets of ``xyxy`` boxes.
+
+    Padded (all-zero) and zero-area boxes have IoU 0 with everything, never
+    NaN. Leading dimensions broadcast, so ``[B, N, 4]`` x ``[B, M, 4]`` gives
+    ``[B, N, M]``; empty sets give empty results.
+
+    Args:
+      boxes1: [..., N, 4] xyxy.
+      boxes2: [..., M, 4] xyxy.
+
+    Returns:
+      [..., N, M] IoU in [0, 1].
+    """
+    boxes1 = _as_float(boxes1)
+    boxes2 = tf.cast(_as_float(boxes2), boxes1.dtype)
+    a = boxes1[..., :, None, :]
+    b = boxes2[..., None, :, :]
+    inter_w = tf.maximum(tf.minimum(a[..., 2], b[..., 2]) - tf.maximum(a[..., 0], b[..., 0]), 0.0)
+    inter_h = tf.maximum(tf.minimum(a[..., 3], b[..., 3]) - tf.maximum(a[..., 1], b[..., 1]), 0.0)
+    inter = inter_w * inter_h
+    union = box_area(a) + box_area(b) - inter
+    # A zero union means both boxes are empty; their IoU is defined as 0.
+    return tf.math.divide_no_nan(inter, union)
+
+
+def encode_boxes(boxes, anchors, weights=(1.0, 1.0, 1.0, 1.0)):
+    """Faster R-CNN box deltas ``(tx, ty, tw, th)`` of boxes relative to anchors.
+
+    ``tx = wx * (x - xa) / wa``, ``tw = ww * log(w / wa)`` on box centres and
+    sizes (continuous ``xyxy``: width is ``x2 - x1``).
+
+    Args:
+      boxes: [..., 4] xyxy targets; must have positive width and height.
+      anchors: [..., 4] xyxy, broadcastable to ``boxes``.
+      weights: (wx, wy, ww, wh) multipliers, e.g. (10, 10, 5, 5) for the
+        second stage of Faster R-CNN in Detectron.
+
+    Returns:
+      [..., 4] deltas.
+    """
+    boxes = _as_float(boxes)
+    anchors = tf.cast(_as_float(anchors), boxes.dtype)
+    wx, wy, ww, wh = weights
+    aw = anchors[..., 2] - anchors[..., 0]
+    ah = anchors[..., 3] - anchors[..., 1]
+    ax = anchors[..., 0] + 0.5 * aw
+    ay = anchors[..., 1] + 0.5 * ah
+    bw = boxes[..., 2] - boxes[..., 0]
+    bh = boxes[..., 3] - boxes[..., 1]
+    bx = boxes[..., 0] + 0.5 * bw
+    by = boxes[..., 1] + 0.5 * bh
+    return tf.stack(
+        [wx * (bx - ax) / aw, wy * (by - ay) / ah, ww * tf.math.log(bw / aw), wh * tf.math.log(bh / ah)],
+        axis=-1,
+    )
+
+
+def decode_boxes(deltas, anchors, weights=(1.0, 1.0, 1.0, 1.0), clip=DEFAULT_SCALE_CLAMP):
+    """Inverse of :func:`encode_boxes`: applies deltas to anchors.
+
+    Args:
+      deltas: [..., 4] (tx, ty, tw, th).
+      anchors: [..., 4] xyxy, broadcastable to ``deltas``.
+      weights: the same (wx, wy, ww, wh) used to encode.
+      clip: upper bound on the log-scale deltas ``tw / ww`` and ``th / wh``
+        (default ``log(1000 / 16)``) so exp() cannot overflow; None disables.
+
+    Returns:
+      [..., 4] xyxy boxes.
+    """
+    deltas = _as_float(deltas)
+    anchors = tf.cast(_as_float(anchors), deltas.dtype)
+    wx, wy, ww, wh = weights
+    aw = anchors[..., 2] - anchors[..., 0]
+    ah = anchors[..., 3] - anchors[..., 1]
+    ax = anchors[..., 0] + 0.5 * aw
+    ay = anchors[..., 1] + 0.5 * ah
+    dx = deltas[..., 0] / wx
+    dy = deltas[..., 1] / wy
+    dw = deltas[..., 2] / ww
+    dh = deltas[..., 3] / wh
+    if clip is not None:
+        dw = tf.minimum(dw, clip)
+        dh = tf.minimum(dh, clip)
+    cx = dx * aw + ax
+    cy = dy * ah + ay
+    w = tf.exp(dw) * aw
+    h = tf.exp(dh) * ah
+    return tf.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], axis=-1)
