@@ -34,7 +34,7 @@ def median_seconds(fn, repeats):
 
 def report(name, ours_s, ref_name, ref_s, agree):
     ratio = ref_s / ours_s if ours_s > 0 else float("inf")
-    print(f"{name:<44} ours {ours_s * 1e3:9.2f} ms | {ref_name:<34} {ref_s * 1e3:9.2f} ms | "
+    print(f"{name:<48} ours {ours_s * 1e3:9.2f} ms | {ref_name:<34} {ref_s * 1e3:9.2f} ms | "
           f"x{ratio:6.2f} | {'same result' if agree else 'DIFFERENT RESULT'}", flush=True)
     return ratio
 
@@ -104,20 +104,22 @@ def numpy_roi_pool(features, rois, output_size, spatial_scale):
     _, height, width, channels = features.shape
     out = np.zeros((len(rois), ph, pw, channels), features.dtype)
 
-    def c_round(x):
-        return np.sign(x) * np.floor(np.abs(x) + 0.5)
+    scale = np.float32(spatial_scale)
 
-    for k, (b, x1, y1, x2, y2) in enumerate(rois):
-        sw, sh = int(c_round(x1 * spatial_scale)), int(c_round(y1 * spatial_scale))
-        ew, eh = int(c_round(x2 * spatial_scale)), int(c_round(y2 * spatial_scale))
-        bin_h = max(eh - sh + 1, 1) / ph
-        bin_w = max(ew - sw + 1, 1) / pw
+    def c_round(x):  # C round(): halves away from zero; x is a float32 product
+        return int(np.copysign(np.floor(abs(float(x)) + 0.5), float(x)))
+
+    for k, (b, x1, y1, x2, y2) in enumerate(rois.astype(np.float32)):
+        sw, sh, ew, eh = (c_round(v * scale) for v in (x1, y1, x2, y2))
+        # float32 bin sizes and edges, as the Caffe layer computes them
+        bin_h = np.float32(max(eh - sh + 1, 1)) / np.float32(ph)
+        bin_w = np.float32(max(ew - sw + 1, 1)) / np.float32(pw)
         for i in range(ph):
-            hs = min(max(int(np.floor(i * bin_h)) + sh, 0), height)
-            he = min(max(int(np.ceil((i + 1) * bin_h)) + sh, 0), height)
+            hs = min(max(int(np.floor(np.float32(i) * bin_h)) + sh, 0), height)
+            he = min(max(int(np.ceil(np.float32(i + 1) * bin_h)) + sh, 0), height)
             for j in range(pw):
-                ws = min(max(int(np.floor(j * bin_w)) + sw, 0), width)
-                we = min(max(int(np.ceil((j + 1) * bin_w)) + sw, 0), width)
+                ws = min(max(int(np.floor(np.float32(j) * bin_w)) + sw, 0), width)
+                we = min(max(int(np.ceil(np.float32(j + 1) * bin_w)) + sw, 0), width)
                 if he > hs and we > ws:
                     out[k, i, j] = features[int(b), hs:he, ws:we].max(axis=(0, 1))
     return out
@@ -176,20 +178,19 @@ def bench_ops(repeats):
         median_seconds(lambda: ref_b(boxes, scores).nmsed_boxes.numpy(), repeats), agree)
 
     # RoI max pooling: 512 RoIs on a 38 x 50 x 512 map (a 600 x 800 image, stride 16).
-    if hasattr(ops, "roi_pool"):
-        features = rng.normal(size=(1, 38, 50, 512)).astype(np.float32)
-        xy = rng.uniform(0, 600, (512, 2))
-        wh = rng.uniform(16, 400, (512, 2))
-        rois = np.concatenate([np.zeros((512, 1)), xy, np.minimum(xy + wh, [800, 600])], 1).astype(np.float32)
-        tfeat, trois = tf.constant(features), tf.constant(rois)
-        pool_fn = tf.function(lambda f, r: ops.roi_pool(f, r, (7, 7), 1 / 16), jit_compile=True)
-        agree = np.array_equal(pool_fn(tfeat, trois).numpy(), numpy_roi_pool(features, rois, (7, 7), 1 / 16))
-        ratios["roi_pool"] = report(
-            "RoI max pool 512 RoIs, 38 x 50 x 512 -> 7 x 7",
-            median_seconds(lambda: pool_fn(tfeat, trois).numpy(), repeats),
-            "numpy loop of the Caffe layer",
-            median_seconds(lambda: numpy_roi_pool(features, rois, (7, 7), 1 / 16), max(1, repeats // 3)),
-            agree)
+    features = rng.normal(size=(1, 38, 50, 512)).astype(np.float32)
+    xy = rng.uniform(0, 1, (512, 2)) * [800, 600]
+    wh = rng.uniform(16, 400, (512, 2))
+    rois = np.concatenate([np.zeros((512, 1)), xy, np.minimum(xy + wh, [800, 600])], 1).astype(np.float32)
+    tfeat, trois = tf.constant(features), tf.constant(rois)
+    pool_fn = tf.function(lambda f, r: ops.roi_pool(f, r, (7, 7), 1 / 16), jit_compile=True)
+    agree = np.array_equal(pool_fn(tfeat, trois).numpy(), numpy_roi_pool(features, rois, (7, 7), 1 / 16))
+    ratios["roi_pool"] = report(
+        "RoI max pool 512 RoIs, 38 x 50 x 512 -> 7 x 7",
+        median_seconds(lambda: pool_fn(tfeat, trois).numpy(), repeats),
+        "numpy loop of the Caffe layer",
+        median_seconds(lambda: numpy_roi_pool(features, rois, (7, 7), 1 / 16), max(1, repeats // 3)),
+        agree)
     return ratios
 
 

@@ -19,12 +19,8 @@ from detect.ops.boxes import (
 from detect.ops.losses import smooth_l1
 from detect.ops.matching import IGNORE, NEGATIVE, NO_MATCH, POSITIVE, match
 from detect.ops.nms import PAD_CLASS, PAD_INDEX, batched_nms, nms
+from detect.ops.roi import RoIAlign, RoIPool, roi_align, roi_pool
 from detect.ops.sampling import NO_SAMPLE, sample_balanced
-
-try:  # written in parallel; present once detect/ops/roi.py lands
-    from detect.ops.roi import RoIAlign, RoIPool, roi_align, roi_pool
-except ImportError:  # pragma: no cover
-    pass
 
 __all__ = [
     "BOX_FORMATS",
