@@ -136,14 +136,8 @@ def encode_boxes(boxes, anchors, weights=(1.0, 1.0, 1.0, 1.0)):
     boxes = _as_float(boxes)
     anchors = tf.cast(_as_float(anchors), boxes.dtype)
     wx, wy, ww, wh = weights
-    aw = anchors[..., 2] - anchors[..., 0]
-    ah = anchors[..., 3] - anchors[..., 1]
-    ax = anchors[..., 0] + 0.5 * aw
-    ay = anchors[..., 1] + 0.5 * ah
-    bw = boxes[..., 2] - boxes[..., 0]
-    bh = boxes[..., 3] - boxes[..., 1]
-    bx = boxes[..., 0] + 0.5 * bw
-    by = boxes[..., 1] + 0.5 * bh
+    ax, ay, aw, ah = tf.unstack(convert_boxes(anchors, "xyxy", "cxcywh"), axis=-1)
+    bx, by, bw, bh = tf.unstack(convert_boxes(boxes, "xyxy", "cxcywh"), axis=-1)
     return tf.stack(
         [wx * (bx - ax) / aw, wy * (by - ay) / ah, ww * tf.math.log(bw / aw), wh * tf.math.log(bh / ah)],
         axis=-1,
@@ -166,10 +160,7 @@ def decode_boxes(deltas, anchors, weights=(1.0, 1.0, 1.0, 1.0), clip=DEFAULT_SCA
     deltas = _as_float(deltas)
     anchors = tf.cast(_as_float(anchors), deltas.dtype)
     wx, wy, ww, wh = weights
-    aw = anchors[..., 2] - anchors[..., 0]
-    ah = anchors[..., 3] - anchors[..., 1]
-    ax = anchors[..., 0] + 0.5 * aw
-    ay = anchors[..., 1] + 0.5 * ah
+    ax, ay, aw, ah = tf.unstack(convert_boxes(anchors, "xyxy", "cxcywh"), axis=-1)
     dx = deltas[..., 0] / wx
     dy = deltas[..., 1] / wy
     dw = deltas[..., 2] / ww
@@ -181,4 +172,4 @@ def decode_boxes(deltas, anchors, weights=(1.0, 1.0, 1.0, 1.0), clip=DEFAULT_SCA
     cy = dy * ah + ay
     w = tf.exp(dw) * aw
     h = tf.exp(dh) * ah
-    return tf.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], axis=-1)
+    return convert_boxes(tf.stack([cx, cy, w, h], axis=-1), "cxcywh", "xyxy")
