@@ -194,7 +194,7 @@ def _gather_kept(values, keep_pos, pad_value):
 
 # The tile walk is a while loop of small ops: compiled with XLA it runs
 # several times faster than op by op, even when the caller is not compiled.
-_greedy_nms_sorted_xla = tf.function(_greedy_nms_sorted, jit_compile=True, reduce_retracing=False)
+_greedy_nms_sorted_xla = tf.function(_greedy_nms_sorted, jit_compile=True, autograph=False)
 
 
 def nms(boxes, scores, iou_threshold=0.5, max_output_size=100, score_threshold=float("-inf"),
