@@ -130,6 +130,31 @@ def _reverse_cummax(values):
     return values
 
 
+def _count_reached(thresholds, values):
+    """How many of the evenly spaced ``thresholds`` are <= each value.
+
+    Equals ``searchsorted(thresholds, values, side="right")`` exactly, for
+    thresholds ``linspace(0, 1, R)``, without a binary search: the guess
+    ``floor(v * (R - 1))`` is off by at most one, so three comparisons
+    around it settle the count.
+
+    Args:
+      thresholds: [R] float64, ``linspace(0, 1, R)``.
+      values: [P] float64 in [0, 1].
+
+    Returns:
+      [P] int32 counts in [0, R].
+    """
+    size = tf.shape(thresholds)[0]
+    guess = tf.cast(tf.floor(values * tf.cast(size - 1, values.dtype)), tf.int32)
+    low = tf.clip_by_value(guess - 1, 0, size - 1)
+    count = low
+    for offset in range(3):
+        idx = tf.minimum(low + offset, size - 1)
+        count += tf.cast((low + offset < size) & (tf.gather(thresholds, idx) <= values), tf.int32)
+    return count
+
+
 @tf.function(reduce_retracing=True, autograph=False)
 def _accumulate(acc_class, acc_rank, acc_out, tp_pos, tp_matched, tp_matched_ignored, npig, num_classes,
                 max_dets, recall_thresholds):
@@ -151,7 +176,6 @@ def _accumulate(acc_class, acc_rank, acc_out, tp_pos, tp_matched, tp_matched_ign
     Returns:
       precision [T, R, K, A, M] and recall [T, K, A, M] float64.
     """
-    num_dets = tf.shape(acc_class)[0]
     num_t = tf.shape(tp_matched)[1]
     num_a = tf.shape(acc_out)[1]
     num_m = tf.shape(max_dets)[0]
@@ -184,23 +208,19 @@ def _accumulate(acc_class, acc_rank, acc_out, tp_pos, tp_matched, tp_matched_ign
     tp_sum = class_cumsum(tf.cast(is_tp, tf.int32))  # [S, T, A, M]
     counted = (tf.transpose(at_tp[:, :, :1] - at_tp[:, :, 1:], [0, 2, 1])[:, None, :, :]
                + class_cumsum(correction))  # [S, T, A, M] = tp + fp so far
-    tp_f = tf.cast(tp_sum, tf.float64)
-    precision_at = tp_f / (tf.cast(counted, tf.float64) + np.spacing(1))
-    npig_tp = tf.cast(tf.gather(npig, tp_class), tf.float64)[:, None, :, None]  # [S, 1, A, 1]
-    recall_at = tp_f / tf.maximum(npig_tp, 1.0)
+    # Only true positives matter from here on.
+    where = tf.where(is_tp)  # [P, 4] (s, t, a, m)
+    s_idx, t_idx, a_idx, m_idx = (tf.cast(where[:, i], tf.int32) for i in range(4))
+    tp_f = tf.cast(tf.gather_nd(tp_sum, where), tf.float64)
+    precision_at = tp_f / (tf.cast(tf.gather_nd(counted, where), tf.float64) + np.spacing(1))
+    cls = tf.gather(tp_class, s_idx)
+    recall_at = tp_f / tf.cast(tf.gather_nd(npig, tf.stack([cls, a_idx], 1)), tf.float64)
     # Recall bin: how many thresholds this recall reaches; the precision at
     # threshold r is the best precision of a true positive with bin > r.
-    bins = tf.searchsorted(recall_thresholds, tf.reshape(recall_at, [-1]), side="right", out_type=tf.int32)
-    bins = tf.reshape(bins, tf.shape(recall_at))
-    s_idx = tf.broadcast_to(tp_class[:, None, None, None], tf.shape(bins))
-    t_idx = tf.broadcast_to(tf.range(num_t)[None, :, None, None], tf.shape(bins))
-    a_idx = tf.broadcast_to(tf.range(num_a)[None, None, :, None], tf.shape(bins))
-    m_idx = tf.broadcast_to(tf.range(num_m)[None, None, None, :], tf.shape(bins))
+    bins = _count_reached(recall_thresholds, recall_at)
     num_bins = num_r + 1
-    seg = ((((t_idx * num_classes + s_idx) * num_a + a_idx) * num_m + m_idx) * num_bins + bins)
-    seg = tf.boolean_mask(seg, is_tp)
-    best = tf.math.unsorted_segment_max(tf.boolean_mask(precision_at, is_tp), seg,
-                                        num_t * num_classes * num_a * num_m * num_bins)
+    seg = (((t_idx * num_classes + cls) * num_a + a_idx) * num_m + m_idx) * num_bins + bins
+    best = tf.math.unsorted_segment_max(precision_at, seg, num_t * num_classes * num_a * num_m * num_bins)
     best = tf.reshape(best, [num_t, num_classes, num_a, num_m, num_bins])
     best = tf.maximum(best, 0.0)  # empty bins (lowest float) -> 0
     q = _reverse_cummax(best)[..., 1:]  # [T, K, A, M, R]: best over bins > r
@@ -211,7 +231,6 @@ def _accumulate(acc_class, acc_rank, acc_out, tp_pos, tp_matched, tp_matched_ign
     tp_total = tf.math.unsorted_segment_sum(tf.cast(is_tp, tf.float64), tp_class, num_classes)  # [K,T,A,M]
     recall = tf.transpose(tp_total, [1, 0, 2, 3]) / tf.maximum(tf.cast(npig, tf.float64), 1.0)[None, :, :, None]
     recall = tf.where(defined, recall, UNDEFINED)
-    del num_dets
     return precision, recall
 
 
