@@ -1,9 +1,13 @@
-"""COCO and VOC evaluation of flat ground truth and detections."""
+"""COCO and VOC evaluation of flat ground truth and detections.
+
+TensorFlow is imported on the first evaluation, not with this module, so
+tools can validate their input (and fail fast and cleanly) before paying for
+it.
+"""
 
 import numpy as np
 
 from detect.eval.types import CocoResult, VocResult
-from detect.ops import coco_map, voc_map
 
 
 def evaluate_coco(gt, dets):
@@ -16,6 +20,8 @@ def evaluate_coco(gt, dets):
     Returns:
       ``CocoResult``.
     """
+    from detect.ops import coco_map
+
     precision, recall = coco_map.coco_evaluate(
         gt.image_index, gt.classes, gt.boxes_xywh, gt.area, gt.ignore,
         dets.image_index, dets.classes, dets.boxes_xywh, dets.scores, gt.num_classes)
@@ -37,6 +43,8 @@ def evaluate_voc(gt, dets, use_07_metric=False):
     Returns:
       ``VocResult``.
     """
+    from detect.ops import voc_map
+
     ap, curves = voc_map.voc_evaluate(
         gt.image_index, gt.classes, gt.boxes_xywh, gt.ignore,
         dets.image_index, dets.classes, dets.boxes_xywh, dets.scores, gt.num_classes,

@@ -1,0 +1,387 @@
+"""Ground truth and detections from files, validated, as flat numpy arrays.
+
+Ground truth comes from a COCO instances JSON or a VOC-layout dataset;
+detections from a COCO results JSON (a list of ``{"image_id",
+"category_id", "bbox": [x, y, w, h], "score"}``). Every problem is an
+``InputError`` that names the file and the offending entry.
+
+Detections files can hold hundreds of thousands of entries, so the loaders
+pull each field out with one comprehension, convert it with one
+``np.array`` call and validate it vectorised; the slow per-entry walk runs
+only to describe an entry after a bulk step has failed.
+"""
+
+import json
+import os
+from itertools import repeat
+from pathlib import Path
+
+import numpy as np
+
+from detect.data.voc import VOC_CLASSES, read_voc, voc_class_names_in, voc_splits
+from detect.errors import InputError
+from detect.eval.types import Detections, GroundTruth
+
+# Split evaluated when none is given, in order of preference.
+DEFAULT_VOC_SPLITS = ("test", "val")
+
+_MISSING = object()
+
+
+# ---- COCO -------------------------------------------------------------------
+
+
+def load_coco_gt(source):
+    """Loads a COCO instances JSON.
+
+    Images are sorted by id (pycocotools visits ``sorted(getImgIds())``) and
+    categories by id; a class index is the category's position in that order.
+
+    Args:
+      source: path of the JSON file, or the already-loaded dict.
+
+    Returns:
+      ``GroundTruth`` with ``area`` from each annotation's ``area`` (``w * h``
+      where absent) and ``ignore`` = ``iscrowd``.
+
+    Raises:
+      InputError: malformed JSON, missing keys, duplicate ids, an annotation
+        on an unknown image or category, a negative or non-finite number.
+    """
+    data, src = _read_json(source)
+    if not isinstance(data, dict):
+        raise InputError(src, f"expected a JSON object with 'images', 'annotations' and "
+                              f"'categories', got {_type_name(data)}")
+    for key in ("images", "annotations", "categories"):
+        if key not in data:
+            raise InputError(src, f"missing key {key!r}")
+        if not isinstance(data[key], list):
+            raise InputError(src, f"{key!r} must be a list, got {_type_name(data[key])}")
+    images, anns, cats = data["images"], data["annotations"], data["categories"]
+
+    image_ids = _unique_ids(images, "images", src, str_ok=True)
+    try:
+        image_ids = sorted(image_ids)
+    except TypeError:
+        raise InputError(src, "images: ids mix numbers and strings; they cannot be sorted") from None
+    cat_ids = _unique_ids(cats, "categories", src, str_ok=False)
+    cat_names = _column(cats, "name", src, lambda i: f"categories[{i}] (id {cat_ids[i]})")
+    seen = {}
+    for i, name in enumerate(cat_names):
+        if not isinstance(name, str):
+            raise InputError(src, f"categories[{i}] (id {cat_ids[i]}): name must be a string, "
+                                  f"got {_short(name)}")
+        if name in seen:
+            # Reports are keyed by name, so two classes cannot share one.
+            raise InputError(src, f"categories[{i}] (id {cat_ids[i]}): name {name!r} is also "
+                                  f"used by categories[{seen[name]}]")
+        seen[name] = i
+    order = sorted(range(len(cats)), key=cat_ids.__getitem__)
+
+    def label(i):
+        ann_id = anns[i].get("id", _MISSING) if isinstance(anns[i], dict) else _MISSING
+        return f"annotations[{i}]" + ("" if ann_id is _MISSING else f" (id {_short(ann_id)})")
+
+    fields = _detection_fields(anns, src, label, ("image_id", "category_id", "bbox"))
+    image_index = _lookup(fields["image_id"], {k: i for i, k in enumerate(image_ids)},
+                          src, label, "image_id", "is not in 'images'")
+    classes = _lookup(fields["category_id"], {cat_ids[j]: k for k, j in enumerate(order)},
+                      src, label, "category_id", "is not in 'categories'")
+    boxes = fields["bbox"]
+
+    has_area = np.fromiter(("area" in a for a in anns), bool, count=len(anns))
+    area = _numbers([a.get("area", 0.0) for a in anns], None, src, label, "area")
+    _check_finite(area, src, label, "area")
+    _check_nonnegative(area, src, label, "area is negative")
+    area = np.where(has_area, area, boxes[:, 2] * boxes[:, 3])
+    iscrowd = _numbers([a.get("iscrowd", 0) for a in anns], None, src, label, "iscrowd")
+    bad = np.flatnonzero((iscrowd != 0) & (iscrowd != 1))
+    if bad.size:
+        raise InputError(src, f"{label(bad[0])}: iscrowd must be 0 or 1, got {iscrowd[bad[0]]:g}")
+
+    return GroundTruth(
+        image_ids=image_ids,
+        class_names=[cat_names[j] for j in order],
+        category_ids=[cat_ids[j] for j in order],
+        image_index=image_index,
+        classes=classes,
+        boxes_xywh=boxes,
+        area=area,
+        ignore=iscrowd.astype(bool),
+        source=src,
+    )
+
+
+def load_coco_dets(source, gt):
+    """Loads a COCO results JSON against COCO ground truth.
+
+    Args:
+      source: path of the JSON file, or the already-loaded list.
+      gt: the ``GroundTruth`` the detections refer to.
+
+    Returns:
+      ``Detections`` in file order (score ties are broken by file order, as
+      pycocotools does). An empty list gives empty detections.
+
+    Raises:
+      InputError: malformed JSON, not a list, a missing field, an image or
+        category the ground truth lacks, a negative width or height, a
+        non-finite score or coordinate; the message names the ``[index]``.
+    """
+    category_index = {c: k for k, c in enumerate(gt.category_ids)}
+    return _load_dets(source, gt, category_index, "is not a category id of the ground truth")
+
+
+# ---- VOC --------------------------------------------------------------------
+
+
+def resolve_voc_split(root, split=None):
+    """The split to evaluate: ``split``, else ``test``, else ``val``.
+
+    Raises:
+      InputError: when ``split`` is None and neither default exists.
+    """
+    if split is not None:
+        return split
+    available = voc_splits(root)
+    for name in DEFAULT_VOC_SPLITS:
+        if name in available:
+            return name
+    raise InputError(Path(root) / "ImageSets" / "Main",
+                     f"no {' or '.join(DEFAULT_VOC_SPLITS)} split; choose one of: "
+                     f"{', '.join(available) or 'none found'}")
+
+
+def load_voc_gt(root, split=None, class_names=None, skip_unknown=False):
+    """Loads one split of a VOC-layout dataset as ground truth.
+
+    Args:
+      root: dataset folder.
+      split: split name; None for ``test``, falling back to ``val``.
+      class_names: class list; None for the 20 VOC classes when every name
+        in the dataset's annotations (all of ``Annotations/``, so class ids
+        do not depend on the split) is one of them, else the sorted names.
+      skip_unknown: drop objects of classes outside ``class_names``.
+
+    Returns:
+      ``GroundTruth``: image ids are the file stems, sorted; boxes are our
+      continuous edges (``x = xmin - 1``, ``w = xmax - xmin + 1``) in xywh;
+      ``ignore`` = difficult; ``area`` = box area (0 for degenerate boxes).
+    """
+    split = resolve_voc_split(root, split)
+    if class_names is None:
+        found = voc_class_names_in(root)
+        class_names = list(VOC_CLASSES) if set(found) <= set(VOC_CLASSES) else found
+    records = sorted(read_voc(root, split, class_names, skip_unknown), key=lambda r: r.image_id)
+    counts = [r.num_boxes for r in records]
+    boxes = np.concatenate([r.boxes for r in records] or [np.zeros((0, 4), np.float32)])
+    boxes = boxes.astype(np.float64)
+    boxes_xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+    return GroundTruth(
+        image_ids=[r.image_id for r in records],
+        class_names=list(class_names),
+        category_ids=list(range(len(class_names))),
+        image_index=np.repeat(np.arange(len(records), dtype=np.int32), counts),
+        classes=np.concatenate([r.classes for r in records] or [np.zeros(0, np.int32)]),
+        boxes_xywh=boxes_xywh,
+        area=np.clip(boxes_xywh[:, 2], 0, None) * np.clip(boxes_xywh[:, 3], 0, None),
+        ignore=np.concatenate([r.ignore for r in records] or [np.zeros(0, bool)]),
+        source=str(root),
+    )
+
+
+def load_voc_dets(source, gt):
+    """Loads a COCO-style results JSON against VOC ground truth.
+
+    ``image_id`` is the annotation file's stem; ``category_id`` is the class
+    name or its index in ``gt.class_names``; ``bbox`` is ``[x, y, w, h]`` in
+    our continuous edges, i.e. devkit corners become ``x = xmin - 1``,
+    ``w = xmax - xmin + 1``.
+
+    Args:
+      source: path of the JSON file, or the already-loaded list.
+      gt: VOC ``GroundTruth``.
+
+    Returns:
+      ``Detections`` in file order. Raises ``InputError`` as
+      ``load_coco_dets`` does.
+    """
+    category_index = {name: k for k, name in enumerate(gt.class_names)}
+    category_index.update((k, k) for k in range(len(gt.class_names)))
+    return _load_dets(source, gt, category_index, "is neither a class name nor a class index "
+                                                  "of the ground truth")
+
+
+# ---- shared -----------------------------------------------------------------
+
+
+def _load_dets(source, gt, category_index, unknown_category):
+    data, src = _read_json(source)
+    if not isinstance(data, list):
+        raise InputError(src, f"expected a JSON list of detections, got {_type_name(data)}")
+    if not data:
+        return Detections.empty(src)
+
+    def label(i):
+        return f"[{i}]"
+
+    fields = _detection_fields(data, src, label, ("image_id", "category_id", "bbox", "score"))
+    image_index = _lookup(fields["image_id"], {k: i for i, k in enumerate(gt.image_ids)},
+                          src, label, "image_id", f"is not an image of the ground truth ({gt.source})")
+    classes = _lookup(fields["category_id"], category_index, src, label, "category_id",
+                      unknown_category)
+    return Detections(image_index, classes, fields["bbox"], fields["score"], src)
+
+
+def _detection_fields(entries, src, label, keys):
+    """Columns of ``keys`` from a list of dicts; ``bbox`` and ``score`` as validated arrays."""
+    fields = {key: _column(entries, key, src, label) for key in keys}
+    if "bbox" in fields:
+        boxes = _numbers(fields["bbox"], 4, src, label, "bbox")
+        _check_finite(boxes, src, label, "bbox")
+        bad_w = boxes[:, 2] < 0
+        bad = np.flatnonzero(bad_w | (boxes[:, 3] < 0))
+        if bad.size:
+            i = bad[0]
+            side = "width" if bad_w[i] else "height"
+            raise InputError(src, f"{label(i)}: bbox {side} is negative ({boxes[i, 2 + (side == 'height')]:g})")
+        fields["bbox"] = boxes
+    if "score" in fields:
+        scores = _numbers(fields["score"], None, src, label, "score")
+        _check_finite(scores, src, label, "score")
+        fields["score"] = scores
+    return fields
+
+
+def _read_json(source):
+    """Parsed JSON and a name for messages; a non-path source is returned as is."""
+    if not isinstance(source, (str, os.PathLike)):
+        return source, "<memory>"
+    path = Path(source)
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except OSError as error:
+        raise InputError(path, f"cannot read: {error.strerror or error}") from None
+    try:
+        return json.loads(text), str(path)
+    except json.JSONDecodeError as error:
+        raise InputError(path, f"malformed JSON at line {error.lineno}, column {error.colno}: "
+                               f"{error.msg}") from None
+    except UnicodeDecodeError:
+        raise InputError(path, "malformed JSON: not UTF-8 text") from None
+
+
+def _column(entries, key, src, label):
+    """``[e[key] for e in entries]``, or an InputError naming the first bad entry."""
+    try:
+        return [e[key] for e in entries]
+    except (KeyError, TypeError, IndexError):
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                raise InputError(src, f"{label(i)}: expected an object, got {_type_name(entry)}") from None
+            if key not in entry:
+                raise InputError(src, f"{label(i)}: missing key {key!r}") from None
+        raise
+
+
+def _numbers(values, width, src, label, name):
+    """float64 array [N] (``width`` None) or [N, width] of JSON numbers.
+
+    Strings, booleans and nulls are rejected rather than coerced, which is
+    why the array is built without a dtype first.
+    """
+    shape = (len(values),) if width is None else (len(values), width)
+    if not values:
+        return np.zeros(shape)
+    try:
+        array = np.array(values)
+        ok = array.dtype.kind in "iuf" and array.shape == shape
+    except (ValueError, TypeError):  # ragged lists
+        ok = False
+    if ok:
+        return array.astype(np.float64, copy=False)
+    for i, value in enumerate(values):
+        items = [value] if width is None else value
+        if (width is not None and (not isinstance(value, list) or len(value) != width)) or \
+                not all(_is_number(v) for v in items):
+            expected = "a number" if width is None else f"a list of {width} numbers"
+            raise InputError(src, f"{label(i)}: {name} must be {expected}, got {_short(value)}")
+    try:  # every entry is numeric: integers beyond int64 made the first attempt fail
+        return np.array(values, np.float64)
+    except OverflowError:
+        raise InputError(src, f"{name}: a number is too large for float64") from None
+
+
+def _check_finite(array, src, label, name):
+    bad = ~np.isfinite(array)
+    rows = np.flatnonzero(bad if bad.ndim == 1 else bad.any(axis=1))
+    if rows.size:
+        i = rows[0]
+        value = array[i] if array.ndim == 1 else array[i].tolist()
+        raise InputError(src, f"{label(i)}: {name} is not finite ({value})")
+
+
+def _check_nonnegative(array, src, label, message):
+    rows = np.flatnonzero(array < 0)
+    if rows.size:
+        raise InputError(src, f"{label(rows[0])}: {message} ({array[rows[0]]:g})")
+
+
+def _lookup(values, mapping, src, label, name, unknown):
+    """int32 indices of ``values`` in ``mapping``; InputError for the first unknown one."""
+    get = mapping.get
+    try:
+        index = np.fromiter(map(get, values, repeat(-1)), np.int64, count=len(values))
+    except TypeError:  # an unhashable value (list, dict)
+        index = np.array([get(v, -1) if _is_hashable(v) else -1 for v in values], np.int64)
+    bad = np.flatnonzero(index < 0)
+    if bad.size:
+        i = bad[0]
+        raise InputError(src, f"{label(i)}: {name} {_short(values[i])} {unknown}")
+    return index.astype(np.int32)
+
+
+def _unique_ids(entries, section, src, str_ok):
+    ids = _column(entries, "id", src, lambda i: f"{section}[{i}]")
+    seen = {}
+    for i, value in enumerate(ids):
+        if not (_is_int(value) or (str_ok and isinstance(value, str))):
+            kind = "an integer or a string" if str_ok else "an integer"
+            raise InputError(src, f"{section}[{i}]: id must be {kind}, got {_short(value)}")
+        if value in seen:
+            raise InputError(src, f"{section}[{i}]: duplicate id {value!r} "
+                                  f"(also {section}[{seen[value]}])")
+        seen[value] = i
+    return ids
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_hashable(value):
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _type_name(value):
+    return {dict: "an object", list: "a list", str: "a string", type(None): "null"}.get(
+        type(value), type(value).__name__)
+
+
+def _short(value, limit=60):
+    text = json.dumps(value) if isinstance(value, (dict, list, str, type(None))) else repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+__all__ = ["DEFAULT_VOC_SPLITS", "load_coco_dets", "load_coco_gt", "load_voc_dets", "load_voc_gt",
+           "resolve_voc_split"]

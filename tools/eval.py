@@ -1,0 +1,82 @@
+#!/usr/bin/env python
+"""Evaluate detections against ground truth and print mAP tables.
+
+    python tools/eval.py --gt GT --dets DETS [--metric coco|voc07|voc12]
+                         [--split SPLIT] [--classes a,b,c] [--json OUT] [--plots DIR]
+
+GT is a COCO instances JSON or a VOC dataset root (a folder with
+``Annotations/``, ``JPEGImages/``, ``ImageSets/Main/<split>.txt``). DETS is a
+COCO results JSON list; for a VOC root its ``image_id`` is the annotation
+file's stem and ``category_id`` a class name or index. The metric defaults to
+coco for a JSON file, voc12 for a VOC root; ``--split`` to test, then val.
+
+Bad input prints one line naming the file and the entry and exits with 2.
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from detect.errors import InputError  # noqa: E402
+from detect.eval.files import METRICS, evaluate_files  # noqa: E402
+from detect.eval.report import format_table, result_to_json, write_plots  # noqa: E402
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gt", help="COCO instances JSON or VOC dataset root")
+    parser.add_argument("--dets", help="detections: COCO results JSON list")
+    parser.add_argument("--metric", choices=METRICS,
+                        help="default: coco for a JSON ground truth, voc12 for a VOC root")
+    parser.add_argument("--split", help="VOC split (default: test, else val)")
+    parser.add_argument("--classes", help="VOC class names, comma-separated, in class-id order")
+    parser.add_argument("--json", metavar="OUT", help="write the summary numbers as JSON")
+    parser.add_argument("--plots", metavar="DIR", help="write precision-recall and AP plots (PNG)")
+    parser.add_argument("--config", help="model config (evaluate a trained model; not available yet)")
+    parser.add_argument("--weights", help="model weights (with --config; not available yet)")
+    args = parser.parse_args(argv)
+    if args.config is None and args.weights is None and (args.gt is None or args.dets is None):
+        parser.error("--gt and --dets are required")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.config is not None or args.weights is not None:
+        print("eval: --config/--weights (evaluating a trained model) is not available yet; "
+              "use --gt and --dets", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    class_names = None
+    if args.classes is not None:
+        class_names = [name.strip() for name in args.classes.split(",") if name.strip()]
+        if not class_names:
+            print("eval: --classes is empty", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    try:
+        result = evaluate_files(args.gt, args.dets, metric=args.metric, split=args.split,
+                                class_names=class_names)
+    except InputError as error:
+        print(error, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(format_table(result))
+    try:
+        if args.json:
+            Path(args.json).write_text(json.dumps(result_to_json(result), indent=2) + "\n")
+        if args.plots:
+            write_plots(result, args.plots)
+    except OSError as error:
+        print(f"{error.filename or ''}: cannot write: {error.strerror or error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
