@@ -1,0 +1,182 @@
+"""Typed configuration: frozen dataclasses loaded from YAML.
+
+``load_config(path, overrides)`` reads a YAML file into the dataclass tree
+rooted at a given class, rejects unknown keys with the list of valid ones,
+and applies ``a.b=value`` overrides (values parsed as YAML) last. Parsing
+happens here only; builders take plain keyword arguments.
+"""
+
+import dataclasses
+import typing
+from pathlib import Path
+
+import yaml
+
+from detect.errors import InputError
+
+
+def _field_types(cls):
+    return typing.get_type_hints(cls)
+
+
+def _is_dataclass_type(tp):
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _convert(value, tp, where, source):
+    """Converts a YAML value to the annotated type ``tp`` (recursively)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is typing.Any:
+        return value
+    if origin is typing.Union:  # Optional[X] and friends
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, where, source)
+            except InputError as error:
+                errors.append(error.message)
+        raise InputError(source, errors[0] if errors else f"{where}: bad value {value!r}")
+    if _is_dataclass_type(tp):
+        if value is None:
+            return tp()
+        if not isinstance(value, dict):
+            raise InputError(source, f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}")
+        return from_dict(tp, value, source, prefix=where)
+    if origin in (tuple, list):
+        if value is None:
+            return ()
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{where}[{i}]", source) for i, v in enumerate(value))
+        if origin is tuple and args:
+            if len(args) != len(value):
+                raise InputError(source, f"{where}: expected {len(args)} values, got {len(value)}")
+            return tuple(_convert(v, a, f"{where}[{i}]", source) for i, (v, a) in enumerate(zip(args, value)))
+        inner = args[0] if args else typing.Any
+        return tuple(_convert(v, inner, f"{where}[{i}]", source) for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise InputError(source, f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise InputError(source, f"{where}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(source, f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InputError(source, f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise InputError(source, f"{where}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def from_dict(cls, mapping, source="<config>", prefix=""):
+    """Builds dataclass ``cls`` from a mapping, rejecting unknown keys.
+
+    Args:
+      cls: a (frozen) dataclass type; nested dataclass fields recurse.
+      mapping: dict from YAML.
+      source: file name for error messages.
+      prefix: dotted path of ``cls`` inside the whole config.
+
+    Raises:
+      InputError: naming the key and listing the valid ones.
+    """
+    types = _field_types(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in (mapping or {}).items():
+        where = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            raise InputError(source, f"unknown key '{where}'; valid keys{' of ' + prefix if prefix else ''}: "
+                                     f"{', '.join(names)}")
+        kwargs[key] = _convert(value, types[key], where, source)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as error:
+        raise InputError(source, f"{prefix or cls.__name__}: {error}") from None
+
+
+def to_dict(config):
+    """The dataclass tree as plain dicts/lists (for snapshots)."""
+    def plain(value):
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(config)
+
+
+def apply_overrides(mapping, overrides, source="--set"):
+    """Applies ``a.b.c=value`` strings to a nested dict (values parsed as YAML).
+
+    Returns:
+      A new dict; the input is not modified.
+    """
+    import copy
+
+    result = copy.deepcopy(mapping) if mapping else {}
+    for item in overrides or ():
+        if "=" not in item:
+            raise InputError(source, f"'{item}' is not of the form key.path=value")
+        path, raw = item.split("=", 1)
+        keys = [k for k in path.strip().split(".") if k]
+        if not keys:
+            raise InputError(source, f"'{item}' has an empty key")
+        node = result
+        for key in keys[:-1]:
+            child = node.get(key)
+            if child is None:
+                child = node[key] = {}
+            if not isinstance(child, dict):
+                raise InputError(source, f"'{path}': '{key}' is not a section")
+            node = child
+        try:
+            node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as error:
+            raise InputError(source, f"'{item}': value is not valid YAML ({error})") from None
+    return result
+
+
+def load_config(cls, path, overrides=()):
+    """Reads a YAML file into dataclass ``cls`` and applies overrides.
+
+    Args:
+      cls: the root config dataclass.
+      path: YAML file.
+      overrides: iterable of ``key.path=value`` strings, applied last.
+
+    Returns:
+      An instance of ``cls``.
+
+    Raises:
+      InputError: unreadable or malformed YAML, unknown keys, bad values.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise InputError(path, f"cannot read config: {error.strerror or error}") from None
+    try:
+        mapping = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        raise InputError(path, f"malformed YAML: {error}") from None
+    if not isinstance(mapping, dict):
+        raise InputError(path, "the config must be a mapping of sections")
+    mapping = apply_overrides(mapping, overrides)
+    return from_dict(cls, mapping, source=path)
