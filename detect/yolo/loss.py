@@ -1,0 +1,178 @@
+"""The YOLO loss (v2/v3 style), with targets built in the graph.
+
+Each ground-truth box is the responsibility of one anchor: the one, over
+all levels, whose shape overlaps it best (IoU of sizes on a shared centre),
+in the grid cell holding the box centre. That anchor is trained on
+coordinates (``sigmoid(tx) + cx`` and ``log(w / pw)`` targets), objectness 1
+and the class. Every other prediction is trained towards objectness 0,
+unless its decoded box overlaps some ground truth by more than
+``ignore_thresh``: those are left alone, since they are good boxes that just
+are not the responsible ones.
+"""
+
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from detect.ops import iou
+
+LOSS_NAMES = ("loss_box", "loss_obj", "loss_cls")
+
+
+@dataclass(frozen=True)
+class YoloLossConfig:
+    """Loss weights and rules.
+
+    Attributes:
+      lambda_coord: weight of the coordinate loss (YOLOv1/v2: 5).
+      lambda_obj: weight of objectness on responsible anchors.
+      lambda_noobj: weight of objectness on background predictions (0.5).
+      lambda_cls: weight of the class loss.
+      ignore_thresh: background predictions overlapping a ground truth by
+        more than this IoU are not penalised (0.6).
+      class_loss: "bce" (sigmoid per class, YOLOv3) or "softmax" (YOLOv2).
+      scale_by_size: weight coordinates by ``2 - w * h / image area`` so
+        small boxes count more (YOLOv3).
+    """
+
+    lambda_coord: float = 5.0
+    lambda_obj: float = 1.0
+    lambda_noobj: float = 0.5
+    lambda_cls: float = 1.0
+    ignore_thresh: float = 0.6
+    class_loss: str = "bce"
+    scale_by_size: bool = True
+
+    def __post_init__(self):
+        if self.class_loss not in ("bce", "softmax"):
+            raise ValueError(f"class_loss must be 'bce' or 'softmax', got {self.class_loss!r}")
+
+
+def _wh_iou(wh1, wh2):
+    """[..., 2] x [A, 2] -> [..., A] IoU of centred boxes of these sizes."""
+    inter = tf.minimum(wh1[..., None, 0], wh2[:, 0]) * tf.minimum(wh1[..., None, 1], wh2[:, 1])
+    union = wh1[..., None, 0] * wh1[..., None, 1] + wh2[:, 0] * wh2[:, 1] - inter
+    return tf.math.divide_no_nan(inter, union)
+
+
+def decode_level(raw, anchors, stride):
+    """Boxes of one level: ``b = (sigmoid(t) + c) * stride``, ``w = pw * exp(tw)``.
+
+    Args:
+      raw: [B, H, W, A, 5 + C] head output.
+      anchors: [A, 2] pixels.
+      stride: pixels per cell.
+
+    Returns:
+      [B, H, W, A, 4] xyxy pixels.
+    """
+    shape = tf.shape(raw)
+    grid_y, grid_x = tf.meshgrid(tf.range(shape[1]), tf.range(shape[2]), indexing="ij")
+    grid = tf.cast(tf.stack([grid_x, grid_y], -1), raw.dtype)[None, :, :, None, :]  # [1, H, W, 1, 2]
+    centre = (tf.sigmoid(raw[..., 0:2]) + grid) * stride
+    # Clamp as Faster R-CNN does so exp() cannot overflow early in training.
+    size = tf.cast(anchors, raw.dtype) * tf.exp(tf.minimum(raw[..., 2:4], 8.0))
+    return tf.concat([centre - 0.5 * size, centre + 0.5 * size], -1)
+
+
+def yolo_loss(outputs, anchors, strides, batch, num_classes, config=YoloLossConfig()):
+    """Loss parts of a YOLO model on one batch.
+
+    Args:
+      outputs: list over levels of [B, H_l, W_l, A_l, 5 + C] raw outputs.
+      anchors: list over levels of [A_l, 2] anchors in pixels.
+      strides: list over levels of ints.
+      batch: dict with ``image`` [B, S_h, S_w, 3], ``boxes`` [B, N, 4] xyxy
+        input pixels, ``classes`` [B, N] int32 (-1 = padding), optionally
+        ``ignore`` [B, N] bool (never positive, but still shield overlapping
+        predictions from the background loss).
+      num_classes: C.
+      config: ``YoloLossConfig``.
+
+    Returns:
+      dict ``loss_box``, ``loss_obj``, ``loss_cls`` (scalars, summed over
+      the batch and divided by its size) and ``loss`` (their sum).
+    """
+    boxes = tf.cast(batch["boxes"], tf.float32)
+    classes = tf.cast(batch["classes"], tf.int32)
+    valid = classes >= 0
+    ignore = tf.cast(batch.get("ignore", tf.zeros_like(valid)), tf.bool)
+    positive_gt = valid & ~ignore
+    batch_size = tf.shape(boxes)[0]
+    image_hw = tf.cast(tf.shape(batch["image"])[1:3], tf.float32)
+
+    all_anchors = tf.concat([tf.cast(a, tf.float32) for a in anchors], 0)  # [A_total, 2]
+    level_of_anchor = tf.concat([tf.fill([len(a)], i) for i, a in enumerate(anchors)], 0)
+    first_of_level = tf.constant([sum(len(a) for a in anchors[:i]) for i in range(len(anchors))])
+    gt_wh = boxes[..., 2:4] - boxes[..., 0:2]
+    gt_centre = 0.5 * (boxes[..., 0:2] + boxes[..., 2:4])
+    best_anchor = tf.argmax(_wh_iou(gt_wh, all_anchors), axis=-1, output_type=tf.int32)  # [B, N]
+    best_level = tf.gather(level_of_anchor, best_anchor)
+    size_weight = 2.0 - gt_wh[..., 0] * gt_wh[..., 1] / (image_hw[0] * image_hw[1]) if config.scale_by_size \
+        else tf.ones_like(gt_wh[..., 0])
+
+    loss_box = tf.constant(0.0)
+    loss_obj = tf.constant(0.0)
+    loss_cls = tf.constant(0.0)
+    for level, (raw, level_anchors, stride) in enumerate(zip(outputs, anchors, strides)):
+        raw = tf.cast(raw, tf.float32)
+        level_anchors = tf.cast(level_anchors, tf.float32)
+        shape = tf.shape(raw)
+        height, width, num_a = shape[1], shape[2], shape[3]
+
+        # Responsible (batch, y, x, anchor) of each ground truth on this level;
+        # the others are routed to a spare anchor slot that is cut off below.
+        mine = positive_gt & tf.equal(best_level, level)
+        cell = tf.cast(tf.floor(gt_centre / stride), tf.int32)
+        cell_x = tf.clip_by_value(cell[..., 0], 0, width - 1)
+        cell_y = tf.clip_by_value(cell[..., 1], 0, height - 1)
+        anchor_idx = tf.where(mine, best_anchor - first_of_level[level], num_a)
+        batch_idx = tf.broadcast_to(tf.range(batch_size)[:, None], tf.shape(classes))
+        index = tf.stack([batch_idx, cell_y, cell_x, anchor_idx], -1)  # [B, N, 4]
+        grid_shape = tf.stack([batch_size, height, width, num_a + 1])
+        anchor_wh = tf.gather(tf.concat([level_anchors, tf.ones([1, 2])], 0), anchor_idx)  # [B, N, 2]
+        target_xy = gt_centre / stride - tf.cast(tf.stack([cell_x, cell_y], -1), tf.float32)
+        target_wh = tf.math.log(tf.maximum(gt_wh, 1e-6) / anchor_wh)
+        targets = tf.concat([target_xy, target_wh, size_weight[..., None],
+                             tf.cast(tf.maximum(classes, 0), tf.float32)[..., None]], -1)  # [B, N, 6]
+        # Objects sharing a slot (same cell and anchor): one of them wins.
+        target_grid = tf.tensor_scatter_nd_update(
+            tf.zeros(tf.concat([grid_shape, [6]], 0)), index, targets)[:, :, :, :num_a]
+        object_mask = tf.scatter_nd(index, tf.ones_like(classes, tf.float32), grid_shape)[:, :, :, :num_a]
+        object_mask = tf.minimum(object_mask, 1.0)  # [B, H, W, A]
+
+        # Background predictions overlapping a ground truth are ignored.
+        pred_boxes = decode_level(raw, level_anchors, stride)
+        flat = tf.reshape(pred_boxes, [batch_size, -1, 4])
+        overlap = tf.where(valid[:, None, :], iou(flat, boxes), 0.0)  # [B, HWA, N]
+        best_overlap = tf.reshape(tf.reduce_max(tf.pad(overlap, [[0, 0], [0, 0], [0, 1]]), -1),
+                                  tf.shape(object_mask))
+        background = (1.0 - object_mask) * tf.cast(best_overlap <= config.ignore_thresh, tf.float32)
+
+        xy_err = tf.reduce_sum(tf.square(tf.sigmoid(raw[..., 0:2]) - target_grid[..., 0:2]), -1)
+        wh_err = tf.reduce_sum(tf.square(raw[..., 2:4] - target_grid[..., 2:4]), -1)
+        loss_box += tf.reduce_sum(object_mask * target_grid[..., 4] * (xy_err + wh_err))
+
+        obj_logit = raw[..., 4]
+        obj_bce_pos = tf.nn.sigmoid_cross_entropy_with_logits(tf.ones_like(obj_logit), obj_logit)
+        obj_bce_neg = tf.nn.sigmoid_cross_entropy_with_logits(tf.zeros_like(obj_logit), obj_logit)
+        loss_obj += config.lambda_obj * tf.reduce_sum(object_mask * obj_bce_pos)
+        loss_obj += config.lambda_noobj * tf.reduce_sum(background * obj_bce_neg)
+
+        class_logits = raw[..., 5:]
+        class_target = tf.cast(target_grid[..., 5], tf.int32)
+        if config.class_loss == "softmax":
+            cls = tf.nn.sparse_softmax_cross_entropy_with_logits(class_target, class_logits)
+        else:
+            onehot = tf.one_hot(class_target, num_classes)
+            cls = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(onehot, class_logits), -1)
+        loss_cls += tf.reduce_sum(object_mask * cls)
+
+    scale = 1.0 / tf.cast(batch_size, tf.float32)
+    losses = {
+        "loss_box": config.lambda_coord * loss_box * scale,
+        "loss_obj": loss_obj * scale,
+        "loss_cls": config.lambda_cls * loss_cls * scale,
+    }
+    losses["loss"] = losses["loss_box"] + losses["loss_obj"] + losses["loss_cls"]
+    return losses
