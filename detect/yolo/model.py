@@ -1,0 +1,208 @@
+"""YOLO detectors: a backbone, a 1x1-conv head per level, decoding and NMS.
+
+YOLOv2: one level (stride 32, with the stride-16 passthrough when the
+backbone has it), all anchors there. YOLOv3: three levels (strides 8, 16,
+32) joined top-down by upsampling and concatenation, three anchors each.
+Every head ends in a 1x1 convolution predicting A x (5 + C) numbers per
+cell: tx, ty, tw, th, objectness, C class logits.
+"""
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from detect.backbones import build_backbone
+from detect.ops import batched_nms
+from detect.yolo.anchors import YOLOV2_ANCHORS, YOLOV3_ANCHORS
+from detect.yolo.loss import YoloLossConfig, decode_level, yolo_loss
+
+# Objectness and class logits start at this probability, so the first
+# steps are not dominated by thousands of confident background cells.
+PRIOR_PROBABILITY = 0.01
+
+
+@dataclass(frozen=True)
+class YoloConfig:
+    """What a YOLO detector is made of.
+
+    Attributes:
+      version: "v2" (one level) or "v3" (three levels).
+      backbone: a name from ``detect.backbones``.
+      backbone_weights: None, "imagenet" or a weights file.
+      anchors: (w, h) pixel pairs, small to large; empty = the paper's.
+      head_width: channels of the head's 3x3 convolutions at stride 32
+        (halved at each finer level in v3).
+      dropout: dropout rate before each output convolution (0 = none).
+      loss: ``YoloLossConfig``.
+      score_threshold, iou_threshold, max_detections: decoding and NMS.
+    """
+
+    version: str = "v3"
+    backbone: str = "tiny"
+    backbone_weights: Optional[str] = None
+    anchors: Tuple[Tuple[float, float], ...] = ()
+    head_width: int = 256
+    dropout: float = 0.0
+    loss: YoloLossConfig = field(default_factory=YoloLossConfig)
+    score_threshold: float = 0.001
+    iou_threshold: float = 0.5
+    max_detections: int = 100
+
+    def __post_init__(self):
+        if self.version not in ("v2", "v3"):
+            raise ValueError(f"version must be 'v2' or 'v3', got {self.version!r}")
+
+    def anchor_list(self):
+        if self.anchors:
+            return [tuple(float(v) for v in a) for a in self.anchors]
+        return list(YOLOV3_ANCHORS if self.version == "v3" else YOLOV2_ANCHORS)
+
+
+def _conv(x, filters, kernel, name, strides=1):
+    x = keras.layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = keras.layers.BatchNormalization(momentum=0.97, epsilon=1e-3, name=f"{name}_bn")(x)
+    return keras.layers.LeakyReLU(0.1, name=f"{name}_act")(x)
+
+
+def _output_conv(x, num_anchors, num_classes, dropout, name):
+    if dropout:
+        x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
+    prior = -math.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)
+    bias = np.zeros((num_anchors, 5 + num_classes), np.float32)
+    bias[:, 4:] = prior
+    x = keras.layers.Conv2D(num_anchors * (5 + num_classes), 1, name=f"{name}_pred",
+                            kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+                            bias_initializer=keras.initializers.Constant(bias.reshape(-1)))(x)
+    return SplitAnchors(num_anchors, name=f"{name}_anchors")(x)
+
+
+@keras.saving.register_keras_serializable(package="detect")
+class SplitAnchors(keras.layers.Layer):
+    """[B, H, W, A * (5 + C)] -> [B, H, W, A, 5 + C] for any H, W."""
+
+    def __init__(self, num_anchors, **kwargs):
+        super().__init__(**kwargs)
+        self.num_anchors = num_anchors
+
+    def call(self, x):
+        shape = keras.ops.shape(x)
+        return keras.ops.reshape(x, (shape[0], shape[1], shape[2], self.num_anchors, -1))
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        return (b, h, w, self.num_anchors, c // self.num_anchors)
+
+    def get_config(self):
+        return {**super().get_config(), "num_anchors": self.num_anchors}
+
+
+def _conv_set(x, width, name):
+    """YOLOv3's five alternating 1x1 / 3x3 convolutions."""
+    for i in range(5):
+        x = _conv(x, width if i % 2 == 0 else width * 2, 1 if i % 2 == 0 else 3, f"{name}_{i}")
+    return x
+
+
+def _as_list(outputs):
+    # A one-output Keras model returns the tensor itself, not a list.
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+class YoloDetector:
+    """A YOLO model with its anchors, strides, loss and decoding.
+
+    Attributes:
+      model: ``keras.Model`` from images [B, H, W, 3] in [0, 1] to a list of
+        raw outputs [B, H_l, W_l, A_l, 5 + C], finest level first.
+      anchors: list of [A_l, 2] arrays (pixels); strides: list of ints.
+    """
+
+    def __init__(self, num_classes, config=YoloConfig(), input_shape=(None, None, 3)):
+        self.num_classes = int(num_classes)
+        self.config = config
+        backbone = build_backbone(config.backbone, weights=config.backbone_weights, input_shape=input_shape)
+        levels = {level.name: level for level in backbone.feature_levels}
+        anchors = np.asarray(config.anchor_list(), np.float32)
+        images = keras.Input(input_shape, name="image")
+        features = backbone(images)
+        width = config.head_width
+        if config.version == "v2":
+            top = "C5" if "C5" in levels else max(levels.values(), key=lambda lv: lv.stride).name
+            x = _conv(features[top], width, 3, "head_a")
+            x = _conv(x, width, 3, "head_b")
+            fine = {"C5": "C4"}.get(top)
+            if fine in levels:
+                # Passthrough: stride-16 detail folded into the coarse grid.
+                passthrough = _conv(features[fine], max(width // 16, 8), 1, "passthrough")
+                passthrough = keras.layers.Lambda(lambda t: tf.nn.space_to_depth(t, 2), name="reorg")(passthrough)
+                x = keras.layers.Concatenate(name="passthrough_concat")([passthrough, x])
+            x = _conv(x, width, 3, "head_c")
+            outputs = [_output_conv(x, len(anchors), self.num_classes, config.dropout, "out")]
+            self.strides = [levels[top].stride]
+            self.anchors = [anchors]
+        else:
+            for name in ("C3", "C4", "C5"):
+                if name not in levels:
+                    raise ValueError(f"YOLOv3 needs levels C3, C4, C5; backbone {config.backbone!r} has "
+                                     f"{sorted(levels)}")
+            if len(anchors) % 3:
+                raise ValueError(f"YOLOv3 needs a multiple of 3 anchors, got {len(anchors)}")
+            per_level = len(anchors) // 3
+            x5 = _conv_set(features["C5"], width, "p5")
+            out5 = _output_conv(_conv(x5, width * 2, 3, "p5_head"), per_level, self.num_classes, config.dropout,
+                                "out5")
+            up = keras.layers.UpSampling2D(2, name="p5_up")(_conv(x5, width // 2, 1, "p5_lateral"))
+            x4 = _conv_set(keras.layers.Concatenate(name="p4_concat")([up, features["C4"]]), width // 2, "p4")
+            out4 = _output_conv(_conv(x4, width, 3, "p4_head"), per_level, self.num_classes, config.dropout,
+                                "out4")
+            up = keras.layers.UpSampling2D(2, name="p4_up")(_conv(x4, width // 4, 1, "p4_lateral"))
+            x3 = _conv_set(keras.layers.Concatenate(name="p3_concat")([up, features["C3"]]), width // 4, "p3")
+            out3 = _output_conv(_conv(x3, width // 2, 3, "p3_head"), per_level, self.num_classes, config.dropout,
+                                "out3")
+            outputs = [out3, out4, out5]
+            self.strides = [levels["C3"].stride, levels["C4"].stride, levels["C5"].stride]
+            self.anchors = [anchors[i * per_level:(i + 1) * per_level] for i in range(3)]
+        self.model = keras.Model(images, outputs, name=f"yolo{config.version}_{config.backbone}")
+
+    def losses(self, outputs, batch):
+        """Loss parts (see ``yolo_loss``) of raw outputs on a batch."""
+        return yolo_loss(_as_list(outputs), self.anchors, self.strides, batch, self.num_classes, self.config.loss)
+
+    def decode(self, outputs):
+        """All predicted boxes and class scores.
+
+        Returns:
+          boxes [B, N, 4] xyxy input pixels and scores [B, N, C] =
+          objectness x class probability (softmax for a softmax class loss,
+          else sigmoid).
+        """
+        boxes, scores = [], []
+        for raw, anchors, stride in zip(_as_list(outputs), self.anchors, self.strides):
+            raw = tf.cast(raw, tf.float32)
+            batch = tf.shape(raw)[0]
+            boxes.append(tf.reshape(decode_level(raw, anchors, stride), [batch, -1, 4]))
+            logits = raw[..., 5:]
+            if self.config.loss.class_loss == "softmax":
+                probs = tf.nn.softmax(logits)
+            else:
+                probs = tf.sigmoid(logits)
+            level_scores = tf.sigmoid(raw[..., 4:5]) * probs
+            scores.append(tf.reshape(level_scores, [batch, -1, self.num_classes]))
+        return tf.concat(boxes, 1), tf.concat(scores, 1)
+
+    def postprocess(self, outputs, score_threshold=None, iou_threshold=None, max_detections=None):
+        """Decoding then per-class NMS: ``batched_nms``'s padded dict."""
+        cfg = self.config
+        boxes, scores = self.decode(outputs)
+        max_det = int(max_detections or cfg.max_detections)
+        return batched_nms(boxes, scores, max_output_size_per_class=max_det, max_total_size=max_det,
+                           iou_threshold=cfg.iou_threshold if iou_threshold is None else iou_threshold,
+                           score_threshold=cfg.score_threshold if score_threshold is None else score_threshold)
+
+    def predict(self, images, **kwargs):
+        """Images [B, H, W, 3] in [0, 1] (H, W multiples of 32) -> detections."""
+        return self.postprocess(self.model(images, training=False), **kwargs)
