@@ -1,0 +1,299 @@
+"""COCO instances JSON: reader into ``Record`` objects and writer from them.
+
+COCO boxes are ``[x, y, w, h]`` in absolute pixels with continuous edges, so
+``xyxy = (x, y, x + w, y + h)`` with no offset (unlike VOC's 1-based
+corners). Category ids may have gaps (COCO's 80 classes use ids 1..90); a
+class id is the category's position in ascending category-id order and the
+names are kept in that order. ``iscrowd`` becomes ``ignore``.
+"""
+
+import contextlib
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from detect.data.records import Record
+from detect.errors import InputError
+
+IMAGES_DIR = "images"
+ANNOTATIONS_DIR = "annotations"
+
+
+def read_coco(json_path, image_dir=None, drop_empty=False):
+    """Reads a COCO instances JSON through pycocotools.
+
+    Args:
+      json_path: the instances JSON.
+      image_dir: folder that ``file_name`` is relative to. None for the
+        JSON's folder / ``images`` if that exists, else (for the usual
+        ``root/annotations/x.json`` layout) the JSON's parent's ``images``
+        if that exists, else the JSON's folder.
+      drop_empty: leave out images without annotations; by default they
+        are kept as negatives.
+
+    Returns:
+      list of ``Record`` sorted by image id: ``image_id`` the COCO id,
+      boxes ``[N, 4]`` float32 xyxy, classes ``[N]`` int32 indices into
+      ``class_names`` (category names in ascending id order), ignore ``[N]``
+      bool from ``iscrowd``, ``image_path = image_dir / file_name``.
+      Degenerate boxes (zero or negative width) are kept as annotated.
+
+    Raises:
+      InputError: naming the file and the entry, for a missing or malformed
+        file, a missing key, a duplicate id, an annotation on an unknown
+        image or category, or a non-numeric or non-finite number.
+    """
+    json_path = Path(json_path)
+    data = _load_json(json_path)
+    _validate(data, json_path)
+    coco = _index(data)
+    image_dir = Path(image_dir) if image_dir is not None else default_image_dir(json_path)
+
+    cat_ids = sorted(coco.getCatIds())
+    class_index = {cat_id: k for k, cat_id in enumerate(cat_ids)}
+    class_names = tuple(coco.cats[c]["name"] for c in cat_ids)
+    try:
+        image_ids = sorted(coco.getImgIds())
+    except TypeError:
+        raise InputError(json_path, "images: ids mix numbers and strings; they cannot be "
+                                    "sorted") from None
+
+    records = []
+    for image_id in image_ids:
+        anns = coco.imgToAnns.get(image_id, [])
+        if drop_empty and not anns:
+            continue
+        image = coco.imgs[image_id]
+        xywh = np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4)
+        boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+        records.append(Record(
+            image_id=image_id,
+            height=int(image["height"]),
+            width=int(image["width"]),
+            boxes=boxes.astype(np.float32),
+            classes=np.array([class_index[a["category_id"]] for a in anns], np.int32),
+            ignore=np.array([bool(a.get("iscrowd", 0)) for a in anns], bool),
+            class_names=class_names,
+            image_path=str(image_dir / image["file_name"]),
+        ))
+    return records
+
+
+def default_image_dir(json_path):
+    """The image folder ``read_coco`` uses when none is given (see there)."""
+    folder = Path(json_path).parent
+    if (folder / IMAGES_DIR).is_dir():
+        return folder / IMAGES_DIR
+    if folder.name == ANNOTATIONS_DIR and (folder.parent / IMAGES_DIR).is_dir():
+        return folder.parent / IMAGES_DIR
+    return folder
+
+
+def records_to_coco(records, class_names=None, image_root=None):
+    """A COCO instances dict from records, e.g. to score VOC or YOLO data with COCO metrics.
+
+    Args:
+      records: ``Record`` objects sharing one ``class_names``.
+      class_names: the class list; None for the records' own (required
+        when ``records`` is empty).
+      image_root: ``file_name`` is the image path relative to this folder;
+        None for the file's base name. Records without a path get
+        ``"<image_id>.jpg"``.
+
+    Returns:
+      dict with ``images`` (``id`` = the record's ``image_id`` as is, so VOC
+      and YOLO stems stay strings, which pycocotools and our evaluator
+      accept; ``file_name``, ``width``, ``height``), ``categories`` (ids
+      ``1..C`` in class order) and ``annotations`` (ids ``1..M``, ``bbox``
+      xywh, ``area = w * h``, ``iscrowd`` from ``ignore``). Numbers are the
+      shortest decimals that round-trip the float32 values.
+
+    Raises:
+      ValueError: records with different class lists, or no class list.
+    """
+    records = list(records)
+    if class_names is None:
+        if not records:
+            raise ValueError("records_to_coco: no records and no class_names")
+        class_names = records[0].class_names
+    class_names = tuple(class_names)
+    images, annotations = [], []
+    for record in records:
+        if record.class_names != class_names:
+            raise ValueError(f"records_to_coco: record {record.image_id!r} has classes "
+                             f"{record.class_names}, expected {class_names}")
+        images.append({
+            "id": _plain(record.image_id),
+            "file_name": _file_name(record, image_root),
+            "width": int(record.width),
+            "height": int(record.height),
+        })
+        wh = record.boxes[:, 2:] - record.boxes[:, :2]
+        xywh = np.concatenate([record.boxes[:, :2], wh], axis=1).astype(np.float32)
+        area = (wh[:, 0] * wh[:, 1]).astype(np.float32)
+        for box, k, crowd, a in zip(xywh, record.classes, record.ignore, area):
+            annotations.append({
+                "id": len(annotations) + 1,
+                "image_id": _plain(record.image_id),
+                "category_id": int(k) + 1,
+                "bbox": [_short_float(v) for v in box],
+                "area": _short_float(a),
+                "iscrowd": int(crowd),
+            })
+    categories = [{"id": k + 1, "name": name, "supercategory": "none"}
+                  for k, name in enumerate(class_names)]
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def write_coco(records, path, class_names=None, image_root=None):
+    """Writes ``records_to_coco(records, ...)`` to ``path`` (folders created); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(records_to_coco(records, class_names, image_root)))
+    return path
+
+
+# ---- validation ---------------------------------------------------------------
+
+
+def _load_json(path):
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except OSError as error:
+        raise InputError(path, f"cannot read: {error.strerror or error}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InputError(path, f"malformed JSON at line {error.lineno}, column {error.colno}: "
+                               f"{error.msg}") from None
+    except UnicodeDecodeError:
+        raise InputError(path, "malformed JSON: not UTF-8 text") from None
+
+
+def _validate(data, src):
+    """Checks every field the reader and pycocotools' index use, naming the first bad entry."""
+    if not isinstance(data, dict):
+        raise InputError(src, "expected a JSON object with 'images', 'annotations' and "
+                              "'categories'")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise InputError(src, f"missing key {key!r}" if key not in data
+                             else f"{key!r} must be a list")
+
+    image_ids = _ids(data["images"], "images", src, (int, str))
+    for i, image in enumerate(data["images"]):
+        where = f"images[{i}] (id {image['id']!r})"
+        name = _get(image, "file_name", src, where)
+        if not isinstance(name, str) or not name:
+            raise InputError(src, f"{where}: file_name must be a non-empty string")
+        for key in ("width", "height"):
+            value = _get(image, key, src, where)
+            valid = _is_number(value) and math.isfinite(value) and value > 0
+            if not valid or value != int(value):
+                raise InputError(src, f"{where}: {key} must be a positive integer, got {value!r}")
+
+    cat_ids = _ids(data["categories"], "categories", src, (int,))
+    names = {}
+    for i, cat in enumerate(data["categories"]):
+        where = f"categories[{i}] (id {cat['id']})"
+        name = _get(cat, "name", src, where)
+        if not isinstance(name, str):
+            raise InputError(src, f"{where}: name must be a string, got {name!r}")
+        if name in names:
+            # Outputs are keyed by name, so two classes cannot share one.
+            raise InputError(src, f"{where}: name {name!r} is also used by "
+                                  f"categories[{names[name]}]")
+        names[name] = i
+
+    _ids(data["annotations"], "annotations", src, (int, str))
+    image_set, cat_set = set(image_ids), set(cat_ids)
+    for i, ann in enumerate(data["annotations"]):
+        where = f"annotations[{i}] (id {ann['id']!r})"
+        image_id = _get(ann, "image_id", src, where)
+        if not _hashable(image_id) or image_id not in image_set:
+            raise InputError(src, f"{where}: image_id {image_id!r} is not in 'images'")
+        cat_id = _get(ann, "category_id", src, where)
+        if not _hashable(cat_id) or cat_id not in cat_set:
+            raise InputError(src, f"{where}: category_id {cat_id!r} is not in 'categories'")
+        bbox = _get(ann, "bbox", src, where)
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(map(_is_number, bbox))):
+            raise InputError(src, f"{where}: bbox must be a list of 4 numbers, got {bbox!r}")
+        if not all(math.isfinite(v) for v in bbox):
+            raise InputError(src, f"{where}: bbox is not finite ({bbox})")
+        crowd = ann.get("iscrowd", 0)
+        if crowd not in (0, 1) or isinstance(crowd, bool):
+            raise InputError(src, f"{where}: iscrowd must be 0 or 1, got {crowd!r}")
+
+
+def _ids(entries, section, src, types):
+    seen = {}
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise InputError(src, f"{section}[{i}]: expected an object")
+        value = _get(entry, "id", src, f"{section}[{i}]")
+        if not isinstance(value, types) or isinstance(value, bool):
+            kind = " or ".join(t.__name__ for t in types)
+            raise InputError(src, f"{section}[{i}]: id must be {kind}, got {value!r}")
+        if value in seen:
+            raise InputError(src, f"{section}[{i}]: duplicate id {value!r} "
+                                  f"(also {section}[{seen[value]}])")
+        seen[value] = i
+    return list(seen)
+
+
+def _get(entry, key, src, where):
+    if key not in entry:
+        raise InputError(src, f"{where}: missing key {key!r}")
+    return entry[key]
+
+
+def _index(data):
+    """A pycocotools ``COCO`` over validated data, without its progress prints."""
+    from pycocotools.coco import COCO  # pulls in its C extension only when reading COCO
+
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _hashable(value):
+    return isinstance(value, (int, float, str))
+
+
+# ---- writing ------------------------------------------------------------------
+
+
+def _plain(value):
+    """A JSON-serialisable id: numpy integers become int."""
+    return int(value) if isinstance(value, np.integer) else value
+
+
+def _short_float(value):
+    # The shortest decimal that reads back as the same float32, so 10.1 stays 10.1.
+    return float(np.format_float_positional(np.float32(value), unique=True, trim="0"))
+
+
+def _file_name(record, image_root):
+    if record.image_path is None:
+        return f"{record.image_id}.jpg"
+    path = Path(record.image_path)
+    if image_root is None:
+        return path.name
+    try:
+        return path.relative_to(image_root).as_posix()
+    except ValueError:
+        raise ValueError(f"records_to_coco: image {path} is not under {image_root}") from None
+
+
+__all__ = ["default_image_dir", "read_coco", "records_to_coco", "write_coco"]

@@ -1,0 +1,94 @@
+#!/usr/bin/env python
+"""Check a detection dataset before training: counts, box sizes, every problem.
+
+    python tools/check_dataset.py DATASET [--split S ...] [--classes a,b,c]
+                                  [--images DIR] [--json OUT] [--show N --out DIR]
+
+DATASET is a VOC root (a folder with ``Annotations/``; every split in
+``ImageSets/Main`` unless ``--split``), a COCO instances JSON (images in
+``--images``), a YOLO root (a folder with ``labels/``) or a config YAML whose
+``data:`` section names ``format``, ``root``, ``train_split``/``val_split``
+and ``classes``.
+
+Prints images and boxes per split and class, a box-size histogram and every
+problem found (missing or corrupt images, malformed annotations, degenerate,
+tiny or out-of-bounds boxes, unknown classes, duplicate ids), each with its
+file. ``--show N --out DIR`` draws N images with their ground-truth boxes, to
+see a wrong box format before training.
+
+Exit status: 0 no problems, 1 problems found, 2 unusable input (one line on
+stderr naming the file).
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from detect.data.checker import check_dataset, format_report, report_to_json  # noqa: E402
+from detect.data.drawing import write_examples  # noqa: E402
+from detect.errors import InputError  # noqa: E402
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_BAD_INPUT = 2
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("dataset", help="VOC root, COCO JSON, YOLO root or config YAML")
+    parser.add_argument("--split", action="append", dest="splits", metavar="SPLIT",
+                        help="split to check (repeatable); default: every split found")
+    parser.add_argument("--classes", help="class names, comma-separated, in class-id order "
+                                          "(VOC default: the names the annotations use)")
+    parser.add_argument("--images", metavar="DIR", help="COCO image folder")
+    parser.add_argument("--no-decode", action="store_true",
+                        help="only check that image files exist (fast on large datasets)")
+    parser.add_argument("--json", metavar="OUT", help="also write the report as JSON")
+    parser.add_argument("--show", type=int, default=0, metavar="N",
+                        help="draw N images with their ground-truth boxes (needs --out)")
+    parser.add_argument("--out", metavar="DIR", help="folder for the --show images")
+    parser.add_argument("--max-listed", type=int, default=20, metavar="N",
+                        help="problems listed per kind in the text report; 0 for all (default 20)")
+    args = parser.parse_args(argv)
+    if args.show < 0:
+        parser.error("--show must be >= 0")
+    if args.show and not args.out:
+        parser.error("--show needs --out DIR")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    class_names = None
+    if args.classes is not None:
+        class_names = [name.strip() for name in args.classes.split(",") if name.strip()]
+        if not class_names:
+            print("check_dataset: --classes is empty", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    try:
+        report = check_dataset(args.dataset, splits=args.splits, class_names=class_names,
+                               image_dir=args.images, decode_images=not args.no_decode)
+    except InputError as error:
+        print(error, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ImportError as error:
+        print(f"{args.dataset}: this format's reader is not available ({error})", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(format_report(report, max_listed=args.max_listed))
+    try:
+        if args.json:
+            Path(args.json).write_text(json.dumps(report_to_json(report), indent=2) + "\n")
+        if args.show:
+            written = write_examples(report.records, args.show, args.out)
+            print(f"\nDrew {len(written)} image(s) with their boxes into {args.out}")
+    except OSError as error:
+        print(f"{error.filename or ''}: cannot write: {error.strerror or error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return EXIT_PROBLEMS if report.problems else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

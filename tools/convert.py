@@ -1,0 +1,75 @@
+#!/usr/bin/env python
+"""Convert a detection dataset to TFRecord shards or a COCO instances JSON.
+
+    python tools/convert.py --format voc|coco|yolo --root R [--split S]
+                            [--json ANN] [--classes a,b,c]
+                            --to tfrecord|coco --out OUT [--shards 8]
+
+VOC needs ``--split``; COCO reads ``--json`` (images relative to ``--root``)
+or ``R/annotations/instances_<split>.json``; YOLO reads ``R/images/<split>``.
+For ``--to tfrecord`` OUT is a folder (shards ``<split>-00000-of-0000N``, or
+``data-...`` without a split, plus a JSON sidecar); for ``--to coco`` a file.
+
+Bad input prints one line naming the file and the entry and exits with 2.
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from detect.data.formats import (READ_FORMATS, WRITE_FORMATS, convert_dataset,  # noqa: E402
+                                 read_dataset)
+from detect.errors import InputError  # noqa: E402
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--format", required=True, choices=READ_FORMATS, help="input format")
+    parser.add_argument("--root", help="dataset folder (COCO: the image folder)")
+    parser.add_argument("--split", help="split name (train, val, ...)")
+    parser.add_argument("--json", metavar="ANN", help="COCO instances JSON")
+    parser.add_argument("--classes", nargs="+", metavar="NAME",
+                        help="class names in class-id order (commas or spaces)")
+    parser.add_argument("--to", required=True, choices=WRITE_FORMATS, help="output format")
+    parser.add_argument("--out", required=True, help="output folder (tfrecord) or file (coco)")
+    parser.add_argument("--shards", type=int, default=8, help="TFRecord shards (default 8)")
+    args = parser.parse_args(argv)
+    if args.shards < 1:
+        parser.error("--shards must be at least 1")
+    if args.format != "coco" and args.root is None:
+        parser.error(f"--root is required for --format {args.format}")
+    if args.classes is not None:
+        args.classes = [n.strip() for item in args.classes for n in item.split(",") if n.strip()]
+        if not args.classes:
+            parser.error("--classes is empty")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        records = read_dataset(args.format, args.root, args.split, args.json, args.classes)
+        paths = convert_dataset(records, args.to, args.out, num_shards=args.shards,
+                                prefix=args.split or "data")
+    except InputError as error:
+        print(error, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as error:
+        print(f"{error.filename or args.out}: cannot write: {error.strerror or error}",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    boxes = sum(r.num_boxes for r in records)
+    print(f"{len(records)} images, {boxes} boxes -> {len(paths)} file(s) in "
+          f"{Path(paths[0]).parent if paths else args.out}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
