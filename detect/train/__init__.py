@@ -1,0 +1,1 @@
+"""Training: the model-agnostic engine, schedules, checkpoints, configs."""

@@ -1,0 +1,78 @@
+"""``train_from_config``: the path from a YAML file to a trained, evaluated run."""
+
+from pathlib import Path
+
+import tensorflow as tf
+
+from detect.train.experiment import load_experiment
+from detect.train.data import class_names_of, load_records, prepare_data
+from detect.train.engine import Trainer, config_snapshot, make_strategy, set_precision, summary_table
+from detect.train.evaluation import evaluate_predictions, make_predict_fn, predict_dataset
+
+
+def build_task(config, num_classes):
+    """The detector a config describes (YOLO for now)."""
+    from detect.yolo.model import YoloDetector
+
+    return YoloDetector(num_classes, config.model, input_shape=(None, None, 3))
+
+
+def make_datasets(config, train_records, val_records, strategy):
+    """(train_data(epoch) -> dataset, val dataset, steps per epoch)."""
+    from detect.data.pipeline import build_dataset
+
+    data, train = config.data, config.train
+
+    def train_data(epoch):
+        return build_dataset(
+            train_records, training=True, batch_size=train.batch_size, image_size=data.image_size,
+            max_boxes=data.max_boxes, augment=data.augment, multiscale_sizes=data.multiscale_sizes or None,
+            multiscale_every=data.multiscale_every, seed=train.seed + epoch, strict=data.strict)
+
+    def val_data():
+        return build_dataset(val_records, training=False, batch_size=train.batch_size, image_size=data.image_size,
+                             max_boxes=data.max_boxes, seed=train.seed, strict=data.strict, cache=data.cache)
+
+    steps = max(len(train_records) // train.batch_size, 1)
+    return train_data, val_data, steps
+
+
+def train_from_config(config_path, overrides=(), out_dir=None, resume=False, progress=True):
+    """Trains the experiment a config file describes.
+
+    Returns:
+      The metrics history (``metrics.json``'s content).
+    """
+    config = load_experiment(config_path, overrides)
+    run_dir = Path(out_dir) if out_dir else Path("runs") / config.name
+    tf.keras.utils.set_random_seed(config.train.seed)
+    set_precision(config.train.mixed_precision)
+    strategy = make_strategy(config.train.distribute)
+    prepare_data(config.data)
+    class_names = class_names_of(config.data)
+    train_records = load_records(config.data, config.data.train_split, class_names)
+    val_records = load_records(config.data, config.data.val_split, class_names)
+    print(f"{config.name}: {len(train_records)} training and {len(val_records)} validation images, "
+          f"{len(class_names)} classes; run directory {run_dir}", flush=True)
+    with strategy.scope():
+        task = build_task(config, len(class_names))
+    train_data, val_data, steps = make_datasets(config, train_records, val_records, strategy)
+    from detect.data.transforms import unmap_boxes
+
+    predict_fn = make_predict_fn(task)
+
+    def evaluate(task):
+        predictions = predict_dataset(task, val_data(), unmap_boxes, predict_fn)
+        summary, _ = evaluate_predictions(predictions, val_records, class_names)
+        return summary
+
+    trainer = Trainer(task, config.train, run_dir, train_data, steps, evaluate=evaluate, strategy=strategy,
+                      config_snapshot=config_snapshot(config), images_per_batch=config.train.batch_size,
+                      progress=progress)
+    history = trainer.fit(resume=resume)
+    print(summary_table(history), flush=True)
+    best = history.get("best")
+    if best:
+        print(f"validation mAP@0.5 = {best['mAP50']:.4f} (epoch {best['epoch']}), "
+              f"COCO AP@[.5:.95] = {best['AP']:.4f}", flush=True)
+    return history
