@@ -68,3 +68,34 @@ def kmeans_anchors(wh, num_anchors=9, seed=0, max_iter=300):
     centroids = centroids[np.argsort(centroids[:, 0] * centroids[:, 1])]
     mean_iou = float(wh_iou(wh, centroids).max(axis=1).mean())
     return centroids, mean_iou
+
+
+def letterbox_box_sizes(records, size):
+    """Box sizes as the square letterbox to ``size`` scales them.
+
+    Args:
+      records: ``Record`` list.
+      size: network input side.
+
+    Returns:
+      [N, 2] float64 widths and heights in input pixels (non-ignored boxes).
+    """
+    sizes = []
+    for record in records:
+        scale = size / max(record.height, record.width)
+        keep = ~record.ignore
+        wh = (record.boxes[keep, 2:4] - record.boxes[keep, 0:2]).astype(np.float64) * scale
+        sizes.append(wh)
+    return np.concatenate(sizes) if sizes else np.zeros((0, 2))
+
+
+def write_anchors(config_path, anchors):
+    """Sets ``model.anchors`` in a YAML config, keeping the rest of the file."""
+    import yaml
+
+    from pathlib import Path
+
+    path = Path(config_path)
+    data = yaml.safe_load(path.read_text()) or {}
+    data.setdefault("model", {})["anchors"] = [list(a) for a in anchors]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
