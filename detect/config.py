@@ -57,7 +57,7 @@ def _convert(value, tp, where, source):
         if origin is tuple and args:
             if len(args) != len(value):
                 raise InputError(source, f"{where}: expected {len(args)} values, got {len(value)}")
-            return tuple(_convert(v, a, f"{where}[{i}]", source) for i, (v, a) in enumerate(zip(args, value)))
+            return tuple(_convert(v, a, f"{where}[{i}]", source) for i, (v, a) in enumerate(zip(value, args)))
         inner = args[0] if args else typing.Any
         return tuple(_convert(v, inner, f"{where}[{i}]", source) for i, v in enumerate(value))
     if origin is dict:

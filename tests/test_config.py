@@ -21,13 +21,18 @@ class Outer:
     data: Inner = field(default_factory=Inner)
     epochs: int = 1
     note: Optional[str] = None
+    pairs: Tuple[Tuple[float, float], ...] = ()
 
 
 def test_nested_values_and_defaults(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("name: run\ndata:\n  root: /d\n  sizes: [256, 288]\n  scale: 2\nepochs: 3\n")
+    path.write_text("name: run\ndata:\n  root: /d\n  sizes: [256, 288]\n  scale: 2\nepochs: 3\n"
+                    "pairs: [[1, 2], [3.5, 4]]\n")
     cfg = load_config(Outer, path)
-    assert cfg == Outer(name="run", data=Inner(root="/d", sizes=(256, 288), scale=2.0), epochs=3)
+    assert cfg == Outer(name="run", data=Inner(root="/d", sizes=(256, 288), scale=2.0), epochs=3,
+                        pairs=((1.0, 2.0), (3.5, 4.0)))
+    with pytest.raises(InputError, match=r"pairs\[0\]: expected 2 values"):
+        from_dict(Outer, {"pairs": [[1, 2, 3]]})
     assert to_dict(cfg)["data"]["sizes"] == [256, 288]
 
 
