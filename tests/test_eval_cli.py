@@ -202,9 +202,9 @@ def test_bad_input_main(files, capsys, name):
     check_bad(*run_main(argv, capsys), source, expected)
 
 
-def test_config_and_weights_not_available_yet(bad_runs):
+def test_missing_config_is_one_clean_line(bad_runs):
     rc, _, err = bad_runs["config_not_available"]
-    assert rc == 2 and "not available yet" in err and "Traceback" not in err
+    assert rc == 2 and "x.yaml" in err and "cannot read config" in err and "Traceback" not in err
     assert len(err.splitlines()) == 1
 
 

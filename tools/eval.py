@@ -3,12 +3,18 @@
 
     python tools/eval.py --gt GT --dets DETS [--metric coco|voc07|voc12]
                          [--split SPLIT] [--classes a,b,c] [--json OUT] [--plots DIR]
+    python tools/eval.py --config CFG --weights RUN_DIR_OR_WEIGHTS [--split val|test|NAME]
+                         [--metric ...] [--save-dets FILE] [--json OUT] [--plots DIR]
 
 GT is a COCO instances JSON or a VOC dataset root (a folder with
 ``Annotations/``, ``JPEGImages/``, ``ImageSets/Main/<split>.txt``). DETS is a
 COCO results JSON list; for a VOC root its ``image_id`` is the annotation
 file's stem and ``category_id`` a class name or index. The metric defaults to
 coco for a JSON file, voc12 for a VOC root; ``--split`` to test, then val.
+With ``--config``/``--weights`` the trained model is run over a split of the
+config's dataset (its validation split by default), its detections (in
+original image pixels) optionally saved with ``--save-dets``, and scored as
+``--gt``/``--dets`` would score them.
 
 Bad input prints one line naming the file and the entry and exits with 2.
 """
@@ -40,20 +46,19 @@ def parse_args(argv):
     parser.add_argument("--classes", help="VOC class names, comma-separated, in class-id order")
     parser.add_argument("--json", metavar="OUT", help="write the summary numbers as JSON")
     parser.add_argument("--plots", metavar="DIR", help="write precision-recall and AP plots (PNG)")
-    parser.add_argument("--config", help="model config (evaluate a trained model; not available yet)")
-    parser.add_argument("--weights", help="model weights (with --config; not available yet)")
+    parser.add_argument("--config", help="experiment config of a trained model (configs/*.yaml)")
+    parser.add_argument("--weights", help="with --config: a run directory or a .weights.h5 file")
+    parser.add_argument("--save-dets", metavar="FILE", help="with --config: write the detections (COCO results)")
     args = parser.parse_args(argv)
-    if args.config is None and args.weights is None and (args.gt is None or args.dets is None):
-        parser.error("--gt and --dets are required")
+    if (args.config is None) != (args.weights is None):
+        parser.error("--config and --weights go together")
+    if args.config is None and (args.gt is None or args.dets is None):
+        parser.error("--gt and --dets are required (or --config and --weights)")
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.config is not None or args.weights is not None:
-        print("eval: --config/--weights (evaluating a trained model) is not available yet; "
-              "use --gt and --dets", file=sys.stderr)
-        return EXIT_BAD_INPUT
     class_names = None
     if args.classes is not None:
         class_names = [name.strip() for name in args.classes.split(",") if name.strip()]
@@ -61,8 +66,14 @@ def main(argv=None):
             print("eval: --classes is empty", file=sys.stderr)
             return EXIT_BAD_INPUT
     try:
-        result = evaluate_files(args.gt, args.dets, metric=args.metric, split=args.split,
-                                class_names=class_names)
+        if args.config is not None:
+            from detect.train.predict import evaluate_split
+
+            result = evaluate_split(args.config, args.weights, split=args.split, metric=args.metric,
+                                    save_dets=args.save_dets)
+        else:
+            result = evaluate_files(args.gt, args.dets, metric=args.metric, split=args.split,
+                                    class_names=class_names)
     except InputError as error:
         print(error, file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -79,4 +90,9 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: tf.data threads running Python
+    # (tf.numpy_function) can abort it with 'terminate called ...'.
+    os._exit(code)
