@@ -1,0 +1,608 @@
+"""tf.data input pipeline: records or TFRecord shards in, padded batches out.
+
+    ds = build_dataset(read_voc(root, "train"), training=True, batch_size=16,
+                       augment=AugmentConfig(), multiscale_sizes=range(320, 609, 32))
+
+Stages, per image: read the file (or parse the Example) and decode the image
+in the graph; check it (see "Bad input" below); clip boxes to the image and
+drop degenerate ones; then either augment + resize in one
+``tf.numpy_function`` (albumentations and OpenCV; OpenCV releases the GIL, so
+parallel calls overlap) or, with augmentation off, resize in the graph; pad
+the boxes to ``max_boxes``. Then batch, optionally resize whole batches for
+multi-scale training, and prefetch. Every parallel stage uses AUTOTUNE.
+
+A batch is a dict:
+
+    image          [B, S, S, 3] float32 in [0, 1]
+    boxes          [B, max_boxes, 4] float32 xyxy network-input pixels, 0-padded
+    classes        [B, max_boxes] int32, PAD_CLASS (-1) beyond num_boxes
+    ignore         [B, max_boxes] bool, False-padded
+    num_boxes      [B] int32
+    image_id       [B] string
+    transform      [B, 4] float32 [scale_y, scale_x, pad_y, pad_x]
+    original_size  [B, 2] int32 (height, width) of the decoded image
+
+``S`` is ``image_size`` for letterbox (or the multi-scale size of that
+batch) and ``max_side`` for shortest-side resizing (the image sits in the
+top-left ``original_size * scale`` corner). ``transforms.unmap_boxes(boxes,
+transform)`` maps network-input boxes back to original pixels; with
+augmentation on, ``transform`` describes the resize only.
+
+Bad input. tf.data has no try/except, and a failing op ends the epoch.
+So reading (or parsing the Example) and decoding each run in a one-element
+dataset with ``ignore_errors()``, followed by a marker element that is only
+produced when the step gave nothing. A missing, truncated or corrupt image,
+or an unparseable Example, thus becomes a marked element, decoding stays in
+the graph, and the price is about 0.1 ms per image per step. Marked
+elements, and images whose annotation is broken (non-finite coordinates,
+negative class ids), go to a Python callback that runs only for them: it
+logs a warning naming the file (for TFRecords ``shard[image_id]``, or
+``shard[record i]`` when even the id is unreadable) and counts it in a
+``SkipCounter``; with ``strict=True`` it raises ``InputError`` instead and
+the iterator fails with a ``tf.errors.InvalidArgumentError`` whose message
+is that line. Boxes beyond ``max_boxes`` are dropped with a counted
+warning; clipped and degenerate boxes are counted. The training loop reads
+``pipeline_stats()`` (or its own counter) at the end of an epoch and resets
+it. With ``cache=True`` skips are reported in the first epoch only.
+
+Exit. A tf.data thread that is inside (or about to enter) a Python callback
+while the interpreter shuts down aborts the process ("terminate called
+without an active exception") or hangs it. Every callback here goes through
+``_PythonCalls``; an ``atexit`` hook makes pending callbacks return at once
+and waits until no callback has run for a moment, so the pipeline's buffers
+are full and its threads idle before Python finalises. Tools should still
+drop their iterators before exiting.
+"""
+
+import atexit
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from detect.data import transforms
+from detect.data.augment import ThreadLocalAugmenter
+from detect.data.records import Record
+from detect.errors import InputError
+
+AUTOTUNE = tf.data.AUTOTUNE
+PAD_CLASS = -1
+RESIZE_MODES = ("letterbox", "shortest_side")
+
+# Why an image was skipped; the reason strings appear in warnings and in the counter.
+UNREADABLE_FILE = "cannot read the image file"
+UNDECODABLE_IMAGE = "cannot decode the image (truncated, corrupt or not an image)"
+UNPARSEABLE_EXAMPLE = "cannot parse the Example"
+BROKEN_ANNOTATION = "broken annotation (non-finite box coordinates or negative class id)"
+
+_MAX_NAMES = 100  # skipped-file names kept for the summary
+_ISOLATION_CYCLE = max(4, os.cpu_count() or 1)  # images read and decoded at once
+
+log = logging.getLogger(__name__)
+
+
+class SkipCounter:
+    """Counts what the pipeline skipped or changed; thread-safe.
+
+    Read it at the end of an epoch (``summary()``, ``as_dict()``), then
+    ``reset()``. With a prefetching or repeated dataset, counts near an
+    epoch boundary may belong to the next epoch's first images.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self):
+        """Zeroes every count."""
+        with self._lock:
+            self.skipped = {}  # reason -> images
+            self.skipped_names = []
+            self.truncated_images = 0
+            self.truncated_boxes = 0
+            self.clipped_boxes = 0
+            self.degenerate_boxes = 0
+
+    @property
+    def num_skipped(self):
+        return sum(self.skipped.values())
+
+    def as_dict(self):
+        """The counts as a plain dict (a copy)."""
+        with self._lock:
+            return {"skipped": dict(self.skipped), "skipped_names": list(self.skipped_names),
+                    "truncated_images": self.truncated_images, "truncated_boxes": self.truncated_boxes,
+                    "clipped_boxes": self.clipped_boxes, "degenerate_boxes": self.degenerate_boxes}
+
+    def summary(self):
+        """One line for an end-of-epoch log."""
+        d = self.as_dict()
+        names = ", ".join(d["skipped_names"][:5]) + (", ..." if len(d["skipped_names"]) > 5 else "")
+        return (f"input pipeline: {sum(d['skipped'].values())} images skipped"
+                f"{f' ({names})' if names else ''}; {d['truncated_boxes']} boxes beyond max_boxes dropped "
+                f"in {d['truncated_images']} images; {d['clipped_boxes']} boxes clipped to the image; "
+                f"{d['degenerate_boxes']} degenerate boxes dropped")
+
+    # The methods below are called from tf.data threads.
+
+    def skip(self, name, reason, strict):
+        if strict:
+            raise InputError(name, reason)
+        log.warning("skipping %s: %s", name, reason)
+        with self._lock:
+            self.skipped[reason] = self.skipped.get(reason, 0) + 1
+            if len(self.skipped_names) < _MAX_NAMES:
+                self.skipped_names.append(name)
+
+    def truncate(self, name, num_boxes, max_boxes):
+        log.warning("%s: %d boxes, more than max_boxes = %d; dropping the last %d",
+                    name, num_boxes, max_boxes, num_boxes - max_boxes)
+        with self._lock:
+            self.truncated_images += 1
+            self.truncated_boxes += num_boxes - max_boxes
+
+    def fixed_boxes(self, clipped, degenerate):
+        with self._lock:
+            self.clipped_boxes += clipped
+            self.degenerate_boxes += degenerate
+
+
+_DEFAULT_COUNTER = SkipCounter()
+
+
+def pipeline_stats():
+    """The ``SkipCounter`` that datasets built without their own counter share."""
+    return _DEFAULT_COUNTER
+
+
+class _PythonCalls:
+    """Tracks Python callbacks made from tf.data threads, for a clean exit (module docstring)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self.last_call = 0.0
+        self.closing = False
+
+    def wrap(self, fn, on_close=None):
+        """``fn`` with bookkeeping; after exit began it returns ``on_close()`` instead."""
+
+        def wrapped(*args):
+            with self._lock:
+                self.in_flight += 1
+                self.last_call = time.monotonic()
+            try:
+                if self.closing and on_close is not None:
+                    return on_close(*args)
+                return fn(*args)
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
+                    self.last_call = time.monotonic()
+
+        return wrapped
+
+    def drain(self, quiet_s=0.25, timeout_s=5.0):
+        """Waits until no callback ran for ``quiet_s`` (at most ``timeout_s``)."""
+        self.closing = True
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                idle = self.in_flight == 0 and time.monotonic() - self.last_call > quiet_s
+            if idle:
+                return True
+            time.sleep(0.01)
+        return False
+
+
+_CALLS = _PythonCalls()
+atexit.register(_CALLS.drain)
+
+
+def build_dataset(source, *, training, batch_size, image_size=416, max_boxes=100, augment=None,
+                  multiscale_sizes=None, multiscale_every=10, resize="letterbox", min_side=600,
+                  max_side=1000, shuffle_buffer=1024, seed=0, deterministic=False, cache=False,
+                  strict=False, drop_remainder=None, counter=None, input_context=None):
+    """Builds the batched detection input pipeline (batch layout in the module docstring).
+
+    Args:
+      source: a list of ``Record`` (``image_path`` or ``image_bytes`` set),
+        or TFRecord shards: a folder, file, glob pattern or list of them
+        (``detect.data.tfrecord`` schema).
+      training: shuffle, augment (if ``augment``) and use fresh random
+        augmentations each epoch; False gives the fixed validation pipeline.
+      batch_size: images per batch (per replica under ``distribute_dataset``).
+      image_size: letterbox side ``S``.
+      max_boxes: boxes per image after padding; extra boxes are dropped with
+        a counted warning.
+      augment: ``AugmentConfig``, or None for no augmentation. Used only when
+        ``training``.
+      multiscale_sizes: letterbox only; sizes (e.g. ``range(320, 609, 32)``)
+        to resize whole batches to, a new one every ``multiscale_every``
+        batches, chosen by ``seed``. Images are letterboxed to ``image_size``
+        first.
+      multiscale_every: batches per multi-scale size.
+      resize: ``"letterbox"`` (square ``image_size``) or ``"shortest_side"``
+        (``min_side`` / ``max_side``, padded to ``max_side`` square).
+      shuffle_buffer: shuffle buffer size (elements) when training.
+      seed: seed of the shuffle, the augmentations and the multi-scale sizes.
+      deterministic: keep element order fixed across runs (slower; tests).
+      cache: True keeps the decoded, checked images in memory (H*W*3 bytes
+        each) so later epochs skip reading and decoding; a string caches to
+        files with that prefix. Shuffling then happens after the cache, so
+        the shuffle buffer holds decoded images too.
+      strict: raise on a bad image or annotation instead of skipping it.
+      drop_remainder: drop a last partial batch; defaults to ``training``.
+      counter: ``SkipCounter`` to report to; None for ``pipeline_stats()``.
+      input_context: ``tf.distribute.InputContext``; shards the input by
+        pipeline (``distribute_dataset`` passes it).
+
+    Returns:
+      ``tf.data.Dataset`` of batch dicts.
+
+    Raises:
+      ValueError: bad arguments. InputError: no TFRecord files match.
+    """
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize={resize!r}; expected one of {', '.join(RESIZE_MODES)}")
+    if multiscale_sizes is not None and resize != "letterbox":
+        raise ValueError("multiscale_sizes works with resize='letterbox' only")
+    if batch_size < 1 or max_boxes < 1:
+        raise ValueError(f"batch_size={batch_size}, max_boxes={max_boxes}; both must be >= 1")
+    counter = _DEFAULT_COUNTER if counter is None else counter
+    drop_remainder = training if drop_remainder is None else drop_remainder
+    out_size = image_size if resize == "letterbox" else max_side
+
+    ds, loaders = _source(source, training=training, seed=seed, input_context=input_context)
+    if training and not cache:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(_isolated(*loaders), cycle_length=_ISOLATION_CYCLE, block_length=1,
+                       num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    ds = ds.map(_reporter(counter, strict)).filter(lambda x: x["ok"])
+    ds = ds.map(_boxes_fixer(counter), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    if cache:
+        ds = ds.cache("" if cache is True else str(cache))
+        if training:
+            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+
+    geometry = dict(resize=resize, image_size=image_size, min_side=min_side, max_side=max_side)
+    if training and augment is not None:
+        # A per-image seed from a seeded stream: reproducible whatever the thread
+        # scheduling, and different every epoch.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip(ds, seeds)
+        ds = ds.map(_augmenter(ThreadLocalAugmenter(augment), out_size, geometry),
+                    num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    else:
+        ds = ds.map(_graph_resizer(geometry), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    ds = ds.map(_padder(max_boxes, counter), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE,
+                  deterministic=deterministic)
+    if ds.element_spec["image"].dtype == tf.uint8:
+        ds = ds.map(_to_float, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    if multiscale_sizes is not None:
+        sizes = _multiscale_sizes(list(multiscale_sizes), multiscale_every, seed)
+        # Always in order, or batches would leave their size group.
+        ds = tf.data.Dataset.zip(ds, sizes).map(_multiscaler(image_size), num_parallel_calls=AUTOTUNE,
+                                                deterministic=True)
+    ds = ds.prefetch(AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    return ds.with_options(options)
+
+
+def multiscale_schedule(num_batches, sizes, every, seed):
+    """The multi-scale sizes ``build_dataset`` gives the first ``num_batches`` batches of its first epoch.
+
+    Returns:
+      list of int, one per batch; constant over each run of ``every`` batches.
+    """
+    return [int(s) for s in _multiscale_sizes(list(sizes), every, seed).take(num_batches)]
+
+
+def distribute_dataset(strategy, make_fn, global_batch_size):
+    """Per-replica datasets under a ``tf.distribute.Strategy``.
+
+    Args:
+      strategy: the strategy.
+      make_fn: ``make_fn(batch_size, input_context) -> tf.data.Dataset``,
+        e.g. ``lambda b, ctx: build_dataset(src, training=True, batch_size=b,
+        input_context=ctx)``. It gets the per-replica batch size.
+      global_batch_size: batch size summed over replicas.
+
+    Returns:
+      ``tf.distribute.DistributedDataset``.
+    """
+    def dataset_fn(input_context):
+        return make_fn(input_context.get_per_replica_batch_size(global_batch_size), input_context)
+
+    return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+# ---- sources ----------------------------------------------------------------------
+
+def _source(source, *, training, seed, input_context):
+    """Elements to load and ``(read, failed_read, decode, failed_decode)`` for ``_isolated``."""
+    if isinstance(source, (list, tuple)) and source and all(isinstance(r, Record) for r in source):
+        ds = _records_dataset(source)
+        if input_context is not None:
+            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        return ds, (_read_record, _failed_read, _decode_image, _failed_decode)
+    if isinstance(source, (list, tuple)) and not source:
+        raise ValueError("build_dataset: the source is an empty list")
+    if isinstance(source, (list, tuple)) and any(isinstance(r, Record) for r in source):
+        raise ValueError("build_dataset: a source list mixes Record objects with other items")
+    from detect.data.tfrecord import parse_example, tfrecord_files
+
+    patterns = [source] if isinstance(source, (str, Path)) else list(source)
+    files = sorted({f for p in patterns for f in tfrecord_files(p)})
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    per_file = input_context is not None and len(files) >= input_context.num_input_pipelines
+    if per_file:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    if training:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(_shard_examples, cycle_length=min(len(files), 4), block_length=1,
+                       num_parallel_calls=AUTOTUNE, deterministic=True)
+    if input_context is not None and not per_file:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    return ds, (_example_parser(parse_example), _failed_parse, _decode_image, _failed_decode)
+
+
+def _records_dataset(records):
+    lengths = [r.num_boxes for r in records]
+    boxes = np.concatenate([r.boxes for r in records]).reshape(-1, 4)
+    classes = np.concatenate([r.classes for r in records])
+    ignore = np.concatenate([r.ignore for r in records])
+    return tf.data.Dataset.from_tensor_slices({
+        "name": [r.image_path or str(r.image_id) for r in records],
+        "image_id": [str(r.image_id) for r in records],
+        "path": [r.image_path or "" for r in records],
+        "data": [b"" if r.image_path or r.image_bytes is None else r.image_bytes for r in records],
+        "boxes": tf.RaggedTensor.from_row_lengths(boxes, lengths),
+        "classes": tf.RaggedTensor.from_row_lengths(classes, lengths),
+        "ignore": tf.RaggedTensor.from_row_lengths(ignore, lengths),
+    })
+
+
+def _shard_examples(path):
+    return tf.data.TFRecordDataset(path).enumerate().map(
+        lambda i, serialized: {"shard": path, "index": i, "serialized": serialized})
+
+
+def _decode(data):
+    """[H, W, 3] uint8 from encoded bytes; JPEG with the faster integer IDCT."""
+    return tf.cond(tf.io.is_jpeg(data),
+                   lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_FAST"),
+                   lambda: tf.io.decode_image(data, channels=3, expand_animations=False))
+
+
+def _read(name, image_id, data, boxes, classes, ignore, ok=True, reason=""):
+    return {"name": name, "image_id": image_id, "data": data, "boxes": boxes, "classes": classes,
+            "ignore": ignore, "ok": tf.constant(ok), "reason": tf.constant(reason)}
+
+
+def _read_record(x):
+    data = tf.cond(x["path"] != "", lambda: tf.io.read_file(x["path"]), lambda: x["data"])
+    return _read(x["name"], x["image_id"], data, x["boxes"], x["classes"], x["ignore"])
+
+
+def _failed_read(x):
+    return _read(x["name"], x["image_id"], "", tf.zeros([0, 4]), tf.zeros([0], tf.int32),
+                 tf.zeros([0], tf.bool), ok=False, reason=UNREADABLE_FILE)
+
+
+def _example_parser(parse_example):
+    def parse(x):
+        ex = parse_example(x["serialized"])
+        name = tf.strings.join([x["shard"], "[", ex["image_id"], "]"])
+        return _read(name, ex["image_id"], ex["image_bytes"], ex["boxes"], ex["classes"], ex["ignore"])
+
+    return parse
+
+
+def _failed_parse(x):
+    name = tf.strings.join([x["shard"], "[record ", tf.strings.as_string(x["index"]), "]"])
+    return _read(name, name, "", tf.zeros([0, 4]), tf.zeros([0], tf.int32), tf.zeros([0], tf.bool),
+                 ok=False, reason=UNPARSEABLE_EXAMPLE)
+
+
+def _decode_image(x):
+    """Swaps the encoded bytes for the [H, W, 3] uint8 image."""
+    out = dict(x, image=_decode(x["data"]))
+    del out["data"]
+    return out
+
+
+def _failed_decode(x):
+    out = dict(x, image=tf.zeros([0, 0, 3], tf.uint8), ok=tf.logical_and(x["ok"], False),
+               reason=tf.where(x["ok"], UNDECODABLE_IMAGE, x["reason"]))
+    del out["data"]
+    return out
+
+
+def _isolated(read, failed_read, decode, failed_decode):
+    """Per element: read then decode; a failing step yields its marker instead of an error."""
+    def one(x):
+        single = tf.data.Dataset.from_tensors(x)
+        read_ok = single.map(read).ignore_errors()
+        # Each fallback is evaluated only when the step before it produced nothing.
+        decoded = read_ok.map(decode).ignore_errors().concatenate(read_ok.map(failed_decode)).take(1)
+        return decoded.concatenate(single.map(failed_read).map(failed_decode)).take(1)
+
+    return one
+
+
+# ---- per-image stages --------------------------------------------------------------
+
+def _callback(fn, args, on_close=None):
+    """Calls Python ``fn(*args)`` -> bool from the graph (rare paths only)."""
+    return tf.numpy_function(_CALLS.wrap(fn, on_close), args, tf.bool, stateful=True)
+
+
+def _after(flag, x):
+    """``x`` with a control dependency on ``flag``, so the callback behind it runs."""
+    with tf.control_dependencies([flag]):
+        return {k: tf.identity(v) for k, v in x.items()}
+
+
+def _reporter(counter, strict):
+    def report(name, reason):
+        counter.skip(name.decode("utf-8", "replace"), reason.decode(), strict)
+        return False
+
+    def step(x):
+        broken = tf.logical_not(tf.logical_and(tf.reduce_all(tf.math.is_finite(x["boxes"])),
+                                               tf.reduce_all(x["classes"] >= 0)))
+        reason = tf.where(x["ok"] & broken, BROKEN_ANNOTATION, x["reason"])
+        ok = x["ok"] & tf.logical_not(broken)
+        flag = tf.cond(ok, lambda: tf.constant(False),
+                       lambda: _callback(report, [x["name"], reason], on_close=lambda *a: False))
+        return _after(flag, dict(x, ok=ok))
+
+    return step
+
+
+def _boxes_fixer(counter):
+    """Clips boxes to the image and drops degenerate ones (counted, no warning)."""
+    def count(clipped, degenerate):
+        counter.fixed_boxes(int(clipped), int(degenerate))
+        return False
+
+    def step(x):
+        shape = tf.cast(tf.shape(x["image"]), tf.float32)
+        limit = tf.stack([shape[1], shape[0], shape[1], shape[0]])
+        boxes = tf.clip_by_value(x["boxes"], 0.0, limit)
+        clipped = tf.reduce_any(tf.not_equal(boxes, x["boxes"]), axis=1)
+        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        num_clipped = tf.reduce_sum(tf.cast(clipped & keep, tf.int32))
+        num_degenerate = tf.reduce_sum(tf.cast(tf.logical_not(keep), tf.int32))
+        flag = tf.cond(num_clipped + num_degenerate > 0,
+                       lambda: _callback(count, [num_clipped, num_degenerate]),
+                       lambda: tf.constant(False))
+        out = {"image_id": x["image_id"], "name": x["name"], "image": x["image"],
+               "boxes": tf.boolean_mask(boxes, keep), "classes": tf.boolean_mask(x["classes"], keep),
+               "ignore": tf.boolean_mask(x["ignore"], keep)}
+        return _after(flag, out)
+
+    return step
+
+
+def _fit(image, boxes, geometry):
+    """Resizes (no padding) to the size the final resize would give; boxes follow."""
+    h, w = image.shape[:2]
+    if geometry["resize"] == "letterbox":
+        new_h, new_w, t = transforms.letterbox_geometry(h, w, geometry["image_size"])
+    else:
+        new_h, new_w, t = transforms.shortest_side_geometry(h, w, geometry["min_side"], geometry["max_side"])
+    return transforms.resize_image(image, new_h, new_w), boxes * t[[1, 0, 1, 0]], t
+
+
+def _augmenter(augmenter, out_size, geometry):
+    def run(image, boxes, classes, ignore, seed):
+        # Augment at network resolution (cheaper), then letterbox/pad what the crop left.
+        image, boxes, t_fit = _fit(image, boxes, geometry)
+        image, boxes, classes, ignore = augmenter(image, boxes, classes, ignore, seed)
+        if geometry["resize"] == "letterbox":
+            image, boxes, t = transforms.letterbox(image, boxes, out_size)
+        else:
+            image, boxes, t = transforms.resize_shortest_side(image, boxes, geometry["min_side"], out_size)
+        transform = np.array([t_fit[0] * t[0], t_fit[1] * t[1], t[2], t[3]], np.float32)
+        return image, boxes.astype(np.float32), classes, ignore, transform
+
+    def on_close(image, boxes, classes, ignore, seed):
+        # Exit has begun: nobody will read this; return the right types fast.
+        return (np.zeros((out_size, out_size, 3), np.uint8), boxes, classes, ignore,
+                np.ones(4, np.float32))
+
+    wrapped = _CALLS.wrap(run, on_close)
+
+    def step(x, seed):
+        image, boxes, classes, ignore, transform = tf.numpy_function(
+            wrapped, [x["image"], x["boxes"], x["classes"], x["ignore"], seed],
+            [tf.uint8, tf.float32, tf.int32, tf.bool, tf.float32], stateful=False)
+        image = tf.ensure_shape(image, [out_size, out_size, 3])
+        return {"name": x["name"], "image_id": x["image_id"],
+                "image": image,  # uint8 until batched: a quarter of the bytes to copy
+                "boxes": tf.ensure_shape(boxes, [None, 4]), "classes": tf.ensure_shape(classes, [None]),
+                "ignore": tf.ensure_shape(ignore, [None]), "transform": tf.ensure_shape(transform, [4]),
+                "original_size": tf.shape(x["image"])[:2]}
+
+    return step
+
+
+def _graph_resizer(geometry):
+    def step(x):
+        image = tf.cast(x["image"], tf.float32) * (1.0 / 255.0)
+        if geometry["resize"] == "letterbox":
+            out, transform = transforms.letterbox_tf(image, geometry["image_size"])
+        else:
+            out, transform = transforms.resize_shortest_side_tf(image, geometry["min_side"], geometry["max_side"])
+        return {"name": x["name"], "image_id": x["image_id"], "image": out,
+                "boxes": transforms.map_boxes(x["boxes"], transform), "classes": x["classes"],
+                "ignore": x["ignore"], "transform": transform, "original_size": tf.shape(x["image"])[:2]}
+
+    return step
+
+
+def _padder(max_boxes, counter):
+    def warn(name, num_boxes):
+        counter.truncate(name.decode("utf-8", "replace"), int(num_boxes), max_boxes)
+        return False
+
+    def step(x):
+        n = tf.shape(x["classes"])[0]
+        flag = tf.cond(n > max_boxes, lambda: _callback(warn, [x["name"], n]), lambda: tf.constant(False))
+        keep = tf.minimum(n, max_boxes)
+        pad = max_boxes - keep
+        with tf.control_dependencies([flag]):
+            boxes = tf.pad(x["boxes"][:keep], [[0, pad], [0, 0]])
+        return {
+            "image": x["image"],
+            "boxes": tf.ensure_shape(boxes, [max_boxes, 4]),
+            "classes": tf.ensure_shape(tf.pad(x["classes"][:keep], [[0, pad]], constant_values=PAD_CLASS),
+                                       [max_boxes]),
+            "ignore": tf.ensure_shape(tf.pad(x["ignore"][:keep], [[0, pad]]), [max_boxes]),
+            "num_boxes": keep,
+            "image_id": x["image_id"],
+            "transform": x["transform"],
+            "original_size": tf.cast(x["original_size"], tf.int32),
+        }
+
+    return step
+
+
+# ---- batch stages ------------------------------------------------------------------
+
+def _to_float(batch):
+    return dict(batch, image=tf.cast(batch["image"], tf.float32) * (1.0 / 255.0))
+
+
+def _multiscale_sizes(sizes, every, seed):
+    """Endless per-batch sizes: a seeded random pick from ``sizes``, held for ``every`` batches.
+
+    A fresh (still seeded) sequence each time the dataset is iterated, so
+    epochs differ; groups start again at the start of each epoch.
+    """
+    if not sizes or every < 1:
+        raise ValueError(f"multiscale_sizes={sizes!r}, multiscale_every={every!r}; need sizes and every >= 1")
+    sizes_t = tf.constant(sizes, tf.int32)
+    picks = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    return picks.flat_map(
+        lambda r: tf.data.Dataset.from_tensors(sizes_t[tf.math.floormod(r, len(sizes))]).repeat(every))
+
+
+def _multiscaler(base_size):
+    def step(batch, size):
+        factor = tf.cast(size, tf.float32) / base_size
+        image = tf.cond(size == base_size, lambda: batch["image"],
+                        lambda: tf.image.resize(batch["image"], tf.stack([size, size]), antialias=True))
+        # A uniform resize of the square scales boxes, scales and pad offsets alike.
+        return dict(batch, image=image, boxes=batch["boxes"] * factor,
+                    transform=transforms.rescale_transform(batch["transform"], factor))
+
+    return step
