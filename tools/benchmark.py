@@ -3,7 +3,6 @@
 
     python tools/benchmark.py ops [--repeats 7]
     python tools/benchmark.py eval [--images 5000]
-    python tools/benchmark.py data
     python tools/benchmark.py train --config configs/yolo_shapes.yaml [--steps 20] [--set ...]
     python tools/benchmark.py data [--repeats 5]
 
