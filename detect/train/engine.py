@@ -104,10 +104,13 @@ class Trainer:
       strategy: a ``tf.distribute.Strategy`` (the task built in its scope).
       config_snapshot: dict written to ``config.yaml``.
       images_per_batch: global batch size, for throughput.
+      progress: show a progress bar per epoch.
+      epoch_report: optional ``fn() -> str or None`` printed after each
+        training epoch (e.g. the input pipeline's skipped-image summary).
     """
 
     def __init__(self, task, train_cfg, run_dir, train_data, steps_per_epoch, evaluate=None, strategy=None,
-                 config_snapshot=None, images_per_batch=None, progress=True):
+                 config_snapshot=None, images_per_batch=None, progress=True, epoch_report=None):
         self.task = task
         self.cfg = train_cfg
         self.run_dir = Path(run_dir)
@@ -118,6 +121,7 @@ class Trainer:
         self.strategy = strategy or tf.distribute.get_strategy()
         self.images_per_batch = images_per_batch or train_cfg.batch_size
         self.progress = progress
+        self.epoch_report = epoch_report
         self.stages = list(task.stages()) if hasattr(task, "stages") else [Stage("train", train_cfg.epochs)]
         self.total_epochs = sum(stage.epochs for stage in self.stages)
         with self.strategy.scope():
@@ -185,6 +189,9 @@ class Trainer:
                 stage.prepare(self.task)
                 self._train_step = None  # trainable variables may have changed
             losses, seconds = self._run_epoch(epoch, stage)
+            report = self.epoch_report() if self.epoch_report is not None else None
+            if report:
+                print(report, flush=True)
             self.epoch.assign(epoch + 1)
             record = {"epoch": epoch + 1, "stage": stage.name, "seconds": round(seconds, 2),
                       "images_per_second": round(self.steps_per_epoch * self.images_per_batch / seconds, 2),

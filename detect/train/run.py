@@ -66,9 +66,20 @@ def train_from_config(config_path, overrides=(), out_dir=None, resume=False, pro
         summary, _ = evaluate_predictions(predictions, val_records, class_names)
         return summary
 
+    from detect.data.pipeline import pipeline_stats
+
+    def epoch_report():
+        # Skipped or repaired inputs of the epoch, then start counting afresh.
+        stats = pipeline_stats()
+        counts = stats.as_dict()
+        events = stats.num_skipped + counts["truncated_boxes"] + counts["clipped_boxes"] + counts["degenerate_boxes"]
+        text = stats.summary() if events else None
+        stats.reset()
+        return text
+
     trainer = Trainer(task, config.train, run_dir, train_data, steps, evaluate=evaluate, strategy=strategy,
                       config_snapshot=config_snapshot(config), images_per_batch=config.train.batch_size,
-                      progress=progress)
+                      progress=progress, epoch_report=epoch_report)
     history = trainer.fit(resume=resume)
     print(summary_table(history), flush=True)
     best = history.get("best")
