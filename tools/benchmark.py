@@ -477,4 +477,15 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from detect.errors import InputError
+
+    try:
+        code = main()
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        code = 2
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: tf.data threads running Python
+    # (tf.numpy_function) can abort it with 'terminate called ...'.
+    os._exit(code)
