@@ -17,6 +17,7 @@ import numpy as np
 
 from detect.data.records import Record
 from detect.errors import InputError
+from detect.jsonfile import load_json
 
 IMAGES_DIR = "images"
 ANNOTATIONS_DIR = "annotations"
@@ -47,7 +48,7 @@ def read_coco(json_path, image_dir=None, drop_empty=False):
         image or category, or a non-numeric or non-finite number.
     """
     json_path = Path(json_path)
-    data = _load_json(json_path)
+    data = load_json(json_path)
     _validate(data, json_path)
     coco = _index(data)
     image_dir = Path(image_dir) if image_dir is not None else default_image_dir(json_path)
@@ -157,22 +158,6 @@ def write_coco(records, path, class_names=None, image_root=None):
 
 
 # ---- validation ---------------------------------------------------------------
-
-
-def _load_json(path):
-    try:
-        text = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except OSError as error:
-        raise InputError(path, f"cannot read: {error.strerror or error}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InputError(path, f"malformed JSON at line {error.lineno}, column {error.colno}: "
-                               f"{error.msg}") from None
-    except UnicodeDecodeError:
-        raise InputError(path, "malformed JSON: not UTF-8 text") from None
 
 
 def _validate(data, src):

@@ -20,6 +20,7 @@ import numpy as np
 
 from detect.data.voc import VOC_CLASSES, read_voc, voc_class_names_in, voc_splits
 from detect.errors import InputError
+from detect.jsonfile import load_json
 from detect.eval.types import Detections, GroundTruth
 
 # Split evaluated when none is given, in order of preference.
@@ -257,20 +258,7 @@ def _read_json(source):
     """Parsed JSON and a name for messages; a non-path source is returned as is."""
     if not isinstance(source, (str, os.PathLike)):
         return source, "<memory>"
-    path = Path(source)
-    try:
-        text = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except OSError as error:
-        raise InputError(path, f"cannot read: {error.strerror or error}") from None
-    try:
-        return json.loads(text), str(path)
-    except json.JSONDecodeError as error:
-        raise InputError(path, f"malformed JSON at line {error.lineno}, column {error.colno}: "
-                               f"{error.msg}") from None
-    except UnicodeDecodeError:
-        raise InputError(path, "malformed JSON: not UTF-8 text") from None
+    return load_json(source), str(source)
 
 
 def _column(entries, key, src, label):
