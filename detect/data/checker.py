@@ -523,18 +523,13 @@ def _finish(source, fmt, class_names, classes_from, split_keys, records, problem
 
 def _read_split_file(path, problems):
     """[(line number, image id)] of a split file; repeated ids become problems."""
-    ids, seen = [], {}
-    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
-        words = line.split()
-        if not words:
-            continue
-        if words[0] in seen:
+    ids = []
+    for line_no, image_id, earlier in voc.split_entries(path):
+        if earlier is not None:
             problems.append(Problem(DUPLICATE_ID, str(path),
-                                    f"line {line_no}: image id {words[0]!r} already listed on "
-                                    f"line {seen[words[0]]}"))
+                                    f"line {line_no}: image id {image_id!r} already listed on line {earlier}"))
             continue
-        seen[words[0]] = line_no
-        ids.append((line_no, words[0]))
+        ids.append((line_no, image_id))
     return ids
 
 

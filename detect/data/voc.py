@@ -138,18 +138,32 @@ def read_split(root, split):
     if not path.is_file():
         available = ", ".join(voc_splits(root)) or "none"
         raise InputError(path, f"no such split file; available splits: {available}")
-    ids, seen = [], {}
-    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
-        words = line.split()
-        if not words:
-            continue
-        if words[0] in seen:
+    ids = []
+    for line_no, image_id, earlier in split_entries(path):
+        if earlier is not None:
             # A repeated id would count its boxes twice in evaluation.
-            raise InputError(path, f"line {line_no}: image id {words[0]!r} already listed "
-                                   f"on line {seen[words[0]]}")
-        seen[words[0]] = line_no
-        ids.append(words[0])
+            raise InputError(path, f"line {line_no}: image id {image_id!r} already listed on line {earlier}")
+        ids.append(image_id)
     return ids
+
+
+def split_entries(path):
+    """The entries of a split file, with repeats marked.
+
+    Args:
+      path: ``ImageSets/Main/<split>.txt``.
+
+    Returns:
+      list of (line number, image id, line of an earlier listing of the
+      same id or None); blank lines are skipped.
+    """
+    entries, seen = [], {}
+    for line_no, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        words = line.split()
+        if words:
+            entries.append((line_no, words[0], seen.get(words[0])))
+            seen.setdefault(words[0], line_no)
+    return entries
 
 
 def _check_root(root):
