@@ -1,6 +1,7 @@
 """Graph-compiled detection operations shared by every detector.
 
-Pure TensorFlow; imports nothing else from ``detect``. Boxes are ``xyxy`` in
+Pure TensorFlow (numpy for index bookkeeping around the mAP walk); imports
+nothing else from ``detect``. Boxes are ``xyxy`` in
 absolute pixels unless a name says otherwise. Every op runs eagerly, inside
 ``tf.function`` and under ``tf.function(jit_compile=True)``.
 """
@@ -16,11 +17,13 @@ from detect.ops.boxes import (
     encode_boxes,
     iou,
 )
+from detect.ops.coco_map import coco_evaluate, coco_per_class_ap, coco_summarize
 from detect.ops.losses import smooth_l1
 from detect.ops.matching import IGNORE, NEGATIVE, NO_MATCH, POSITIVE, match
 from detect.ops.nms import PAD_CLASS, PAD_INDEX, batched_nms, nms
 from detect.ops.roi import RoIAlign, RoIPool, roi_align, roi_pool
 from detect.ops.sampling import NO_SAMPLE, sample_balanced
+from detect.ops.voc_map import voc_evaluate
 
 __all__ = [
     "BOX_FORMATS",
@@ -38,6 +41,9 @@ __all__ = [
     "batched_nms",
     "box_area",
     "clip_boxes",
+    "coco_evaluate",
+    "coco_per_class_ap",
+    "coco_summarize",
     "convert_boxes",
     "decode_boxes",
     "encode_boxes",
@@ -49,4 +55,5 @@ __all__ = [
     "roi_pool",
     "sample_balanced",
     "smooth_l1",
+    "voc_evaluate",
 ]
