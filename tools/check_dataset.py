@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from detect.cli import class_names_arg  # noqa: E402
 from detect.data.checker import check_dataset, format_report, report_to_json  # noqa: E402
 from detect.data.drawing import write_examples  # noqa: E402
 from detect.errors import InputError  # noqa: E402
@@ -41,8 +42,9 @@ def parse_args(argv):
     parser.add_argument("dataset", help="VOC root, COCO JSON, YOLO root or config YAML")
     parser.add_argument("--split", action="append", dest="splits", metavar="SPLIT",
                         help="split to check (repeatable); default: every split found")
-    parser.add_argument("--classes", help="class names, comma-separated, in class-id order "
-                                          "(VOC default: the names the annotations use)")
+    parser.add_argument("--classes", type=class_names_arg,
+                        help="class names, comma-separated, in class-id order "
+                             "(VOC default: the names the annotations use)")
     parser.add_argument("--images", metavar="DIR", help="COCO image folder")
     parser.add_argument("--no-decode", action="store_true",
                         help="only check that image files exist (fast on large datasets)")
@@ -62,12 +64,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    class_names = None
-    if args.classes is not None:
-        class_names = [name.strip() for name in args.classes.split(",") if name.strip()]
-        if not class_names:
-            print("check_dataset: --classes is empty", file=sys.stderr)
-            return EXIT_BAD_INPUT
+    class_names = args.classes
     try:
         report = check_dataset(args.dataset, splits=args.splits, class_names=class_names,
                                image_dir=args.images, decode_images=not args.no_decode)

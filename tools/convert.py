@@ -21,6 +21,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from detect.cli import parse_class_names  # noqa: E402
 from detect.data.formats import (READ_FORMATS, WRITE_FORMATS, convert_dataset,  # noqa: E402
                                  read_dataset)
 from detect.errors import InputError  # noqa: E402
@@ -46,9 +47,10 @@ def parse_args(argv):
     if args.format != "coco" and args.root is None:
         parser.error(f"--root is required for --format {args.format}")
     if args.classes is not None:
-        args.classes = [n.strip() for item in args.classes for n in item.split(",") if n.strip()]
-        if not args.classes:
-            parser.error("--classes is empty")
+        try:
+            args.classes = parse_class_names(args.classes)
+        except ValueError as error:
+            parser.error(str(error))
     return args
 
 

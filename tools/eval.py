@@ -28,6 +28,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from detect.cli import class_names_arg  # noqa: E402
 from detect.errors import InputError  # noqa: E402
 from detect.eval.files import METRICS, evaluate_files  # noqa: E402
 from detect.eval.report import format_table, result_to_json, write_plots  # noqa: E402
@@ -43,7 +44,8 @@ def parse_args(argv):
     parser.add_argument("--metric", choices=METRICS,
                         help="default: coco for a JSON ground truth, voc12 for a VOC root")
     parser.add_argument("--split", help="VOC split (default: test, else val)")
-    parser.add_argument("--classes", help="VOC class names, comma-separated, in class-id order")
+    parser.add_argument("--classes", type=class_names_arg,
+                        help="VOC class names, comma-separated, in class-id order")
     parser.add_argument("--json", metavar="OUT", help="write the summary numbers as JSON")
     parser.add_argument("--plots", metavar="DIR", help="write precision-recall and AP plots (PNG)")
     parser.add_argument("--config", help="experiment config of a trained model (configs/*.yaml)")
@@ -59,12 +61,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    class_names = None
-    if args.classes is not None:
-        class_names = [name.strip() for name in args.classes.split(",") if name.strip()]
-        if not class_names:
-            print("eval: --classes is empty", file=sys.stderr)
-            return EXIT_BAD_INPUT
+    class_names = args.classes
     try:
         if args.config is not None:
             from detect.train.predict import evaluate_split

@@ -1,0 +1,25 @@
+"""Small helpers shared by the command-line tools."""
+
+import argparse
+
+
+def parse_class_names(items):
+    """Class names from ``"a,b,c"`` or a list of such strings (commas or spaces).
+
+    Raises:
+      ValueError: no name given.
+    """
+    if isinstance(items, str):
+        items = [items]
+    names = [name for item in items for name in item.replace(",", " ").split()]
+    if not names:
+        raise ValueError("--classes is empty")
+    return names
+
+
+def class_names_arg(text):
+    """argparse ``type=`` for a comma-separated class list."""
+    try:
+        return parse_class_names(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
