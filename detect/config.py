@@ -4,15 +4,124 @@
 rooted at a given class, rejects unknown keys with the list of valid ones,
 and applies ``a.b=value`` overrides (values parsed as YAML) last. Parsing
 happens here only; builders take plain keyword arguments.
+
+Value rules are declared on the fields themselves: ``bounded(16, ge=1)``
+and ``one_of("sgd", ("sgd", "adamw"))`` store the valid range or choices in
+the field's metadata, and every config dataclass calls ``check_fields(self)``
+from ``__post_init__``. A broken rule raises ``FieldError``; ``from_dict``
+turns it into an ``InputError`` naming the dotted key, e.g.
+``configs/x.yaml: train.batch_size must be >= 1, got 0``.
 """
 
 import dataclasses
+import math
+import numbers
 import typing
 from pathlib import Path
 
 import yaml
 
 from detect.errors import InputError
+
+_RULE = "detect.config.rule"  # field-metadata key of a value rule
+
+
+class FieldError(ValueError):
+    """A config field holds a value outside its rule.
+
+    Attributes:
+      key: the field name relative to its dataclass, with list indices
+        (``"batch_size"``, ``"multiscale_sizes[2]"``, ``"data.image_size"``).
+      detail: what is wrong, e.g. ``"must be >= 1, got 0"``.
+    """
+
+    def __init__(self, key, detail):
+        self.key = key
+        self.detail = detail
+        super().__init__(f"{key} {detail}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Range:
+    ge: typing.Optional[float] = None
+    gt: typing.Optional[float] = None
+    le: typing.Optional[float] = None
+    lt: typing.Optional[float] = None
+
+    def holds(self, value):
+        return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+                and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+
+    def describe(self):
+        if (self.ge, self.gt) != (None, None) and (self.le, self.lt) != (None, None):
+            left = f"[{self.ge}" if self.ge is not None else f"({self.gt}"
+            right = f"{self.le}]" if self.le is not None else f"{self.lt})"
+            return f"in {left}, {right}"
+        op, bound = next((op, b) for op, b in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+                         if b is not None)
+        return f"{op} {bound}"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Choices:
+    values: tuple
+
+    def holds(self, value):
+        return value in self.values
+
+    def describe(self):
+        return f"one of {', '.join(repr(v) for v in self.values)}"
+
+
+def bounded(default, *, ge=None, gt=None, le=None, lt=None):
+    """A dataclass field whose numbers must lie in a range.
+
+    For a tuple field (``Tuple[int, ...]``, nested tuples) the range applies
+    to every number in it.
+
+    Args:
+      default: the default value (a number or a tuple of numbers).
+      ge, gt, le, lt: bounds (``>=``, ``>``, ``<=``, ``<``); None = open.
+
+    Returns:
+      ``dataclasses.field`` for the class body.
+    """
+    lower = [b for b in (ge, gt) if b is not None]
+    upper = [b for b in (le, lt) if b is not None]
+    if len(lower) > 1 or len(upper) > 1 or not lower + upper:
+        raise ValueError("bounded() takes at most one lower bound (ge or gt) and one upper (le or lt), "
+                         "and at least one of them")
+    return dataclasses.field(default=default, metadata={_RULE: _Range(ge, gt, le, lt)})
+
+
+def one_of(default, choices):
+    """A dataclass field whose value must be one of ``choices``."""
+    return dataclasses.field(default=default, metadata={_RULE: _Choices(tuple(choices))})
+
+
+def check_fields(config):
+    """Checks every ``bounded`` / ``one_of`` field of a dataclass instance.
+
+    Call it first thing in ``__post_init__``.
+
+    Raises:
+      FieldError: the first field (or tuple element) outside its rule.
+    """
+    for f in dataclasses.fields(config):
+        rule = f.metadata.get(_RULE)
+        if rule is not None:
+            _check_value(rule, getattr(config, f.name), f.name)
+
+
+def _check_value(rule, value, key):
+    if isinstance(rule, _Range) and isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_value(rule, item, f"{key}[{i}]")
+    elif isinstance(rule, _Range) and (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                                       or not math.isfinite(value)):
+        raise FieldError(key, f"must be a finite number {rule.describe()}, got {value!r}")
+    elif not rule.holds(value):
+        raise FieldError(key, f"must be {rule.describe()}, got {value!r}")
 
 
 def _field_types(cls):
@@ -93,7 +202,8 @@ def from_dict(cls, mapping, source="<config>", prefix=""):
       prefix: dotted path of ``cls`` inside the whole config.
 
     Raises:
-      InputError: naming the key and listing the valid ones.
+      InputError: an unknown key (listing the valid ones), or a value of the
+        wrong type or outside its rule (naming the dotted key).
     """
     types = _field_types(cls)
     names = [f.name for f in dataclasses.fields(cls)]
@@ -106,6 +216,8 @@ def from_dict(cls, mapping, source="<config>", prefix=""):
         kwargs[key] = _convert(value, types[key], where, source)
     try:
         return cls(**kwargs)
+    except FieldError as error:
+        raise InputError(source, f"{prefix + '.' if prefix else ''}{error.key} {error.detail}") from None
     except (TypeError, ValueError) as error:
         raise InputError(source, f"{prefix or cls.__name__}: {error}") from None
 
@@ -173,9 +285,11 @@ def load_config(cls, path, overrides=()):
     except OSError as error:
         raise InputError(path, f"cannot read config: {error.strerror or error}") from None
     try:
-        mapping = yaml.safe_load(text) or {}
+        mapping = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise InputError(path, f"malformed YAML: {error}") from None
+    if mapping is None:  # an empty file (or only comments): all defaults
+        mapping = {}
     if not isinstance(mapping, dict):
         raise InputError(path, "the config must be a mapping of sections")
     mapping = apply_overrides(mapping, overrides)

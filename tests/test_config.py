@@ -1,10 +1,18 @@
+import dataclasses
+import re
+import subprocess
+import sys
+import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional, Tuple
 
 import pytest
 
-from detect.config import apply_overrides, from_dict, load_config, to_dict
+from detect.config import FieldError, apply_overrides, bounded, check_fields, from_dict, load_config, one_of, to_dict
 from detect.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -71,3 +79,204 @@ def test_bad_values_are_named(tmp_path):
         load_config(Outer, path)
     with pytest.raises(InputError, match="cannot read config"):
         load_config(Outer, tmp_path / "missing.yaml")
+
+
+# ---- value rules ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ruled:
+    count: int = bounded(1, ge=1)
+    prob: float = bounded(0.5, ge=0, le=1)
+    rate: float = bounded(0.1, gt=0, lt=1)
+    sizes: Tuple[int, ...] = bounded((8,), ge=1)
+    pairs: Tuple[Tuple[float, float], ...] = bounded((), gt=0)
+    mode: str = one_of("a", ("a", "b"))
+
+    def __post_init__(self):
+        check_fields(self)
+
+
+@dataclass(frozen=True)
+class HasRuled:
+    inner: Ruled = field(default_factory=Ruled)
+
+
+@pytest.mark.parametrize("mapping,message", [
+    ({"count": 0}, "inner.count must be >= 1, got 0"),
+    ({"prob": 1.5}, r"inner.prob must be in \[0, 1\], got 1.5"),
+    ({"rate": 0}, r"inner.rate must be in \(0, 1\), got 0.0"),
+    ({"rate": 1}, r"inner.rate must be in \(0, 1\), got 1.0"),
+    ({"rate": float("nan")}, r"inner.rate must be a finite number in \(0, 1\), got nan"),
+    ({"sizes": [4, 0]}, r"inner.sizes\[1\] must be >= 1, got 0"),
+    ({"pairs": [[1, 2], [3, -1]]}, r"inner.pairs\[1\]\[1\] must be > 0, got -1.0"),
+    ({"mode": "c"}, "inner.mode must be one of 'a', 'b', got 'c'"),
+])
+def test_rules_name_the_dotted_key_and_the_range(mapping, message):
+    with pytest.raises(InputError, match=f"^c.yaml: {message}$"):
+        from_dict(HasRuled, {"inner": mapping}, "c.yaml")
+
+
+def test_rules_accept_their_bounds_and_apply_to_direct_construction():
+    edge = Ruled(count=1, prob=0.0, rate=0.999, sizes=(), pairs=((0.5, 0.5),), mode="b")
+    assert from_dict(HasRuled, {"inner": {"count": 1, "prob": 0, "rate": 0.999, "sizes": [], "pairs": [[0.5, 0.5]],
+                                          "mode": "b"}}).inner == edge
+    assert from_dict(HasRuled, {"inner": {"prob": 1}}).inner.prob == 1.0
+    with pytest.raises(FieldError, match="^count must be >= 1, got -2$"):
+        Ruled(count=-2)
+    with pytest.raises(ValueError, match="at most one lower bound"):
+        bounded(1, ge=0, gt=0)
+
+
+# ---- the experiment config --------------------------------------------------------
+
+# Every numeric key of ExperimentConfig (a tuple field: one entry) with a value
+# just outside its range, and the message that names it. The test below checks
+# that this table covers every numeric field, so a new field needs a range.
+OUT_OF_RANGE = {
+    "train.epochs": (0, "train.epochs must be >= 1, got 0"),
+    "train.batch_size": (0, "train.batch_size must be >= 1, got 0"),
+    "train.learning_rate": (0, "train.learning_rate must be > 0, got 0.0"),
+    "train.momentum": (1, r"train.momentum must be in \[0, 1\), got 1.0"),
+    "train.weight_decay": (-0.1, r"train.weight_decay must be in \[0, 1\), got -0.1"),
+    "train.warmup_epochs": (-1, "train.warmup_epochs must be >= 0, got -1.0"),
+    "train.warmup_start_factor": (1.5, r"train.warmup_start_factor must be in \[0, 1\], got 1.5"),
+    "train.final_lr_factor": (-0.1, r"train.final_lr_factor must be in \[0, 1\], got -0.1"),
+    "train.step_epochs": ([10, 0], r"train.step_epochs\[1\] must be >= 1, got 0"),
+    "train.step_factor": (0, r"train.step_factor must be in \(0, 1\], got 0.0"),
+    "train.clip_norm": (-1, "train.clip_norm must be >= 0, got -1.0"),
+    "train.eval_every": (0, "train.eval_every must be >= 1, got 0"),
+    "train.log_every": (0, "train.log_every must be >= 1, got 0"),
+    "train.seed": (-1, r"train.seed must be in \[0, 4294967295\], got -1"),
+    "data.image_size": (0, "data.image_size must be >= 1, got 0"),
+    "data.multiscale_sizes": ([320, 0], r"data.multiscale_sizes\[1\] must be >= 1, got 0"),
+    "data.multiscale_every": (0, "data.multiscale_every must be >= 1, got 0"),
+    "data.max_boxes": (0, "data.max_boxes must be >= 1, got 0"),
+    "data.shapes.num_images": (0, "data.shapes.num_images must be >= 1, got 0"),
+    "data.shapes.image_size": (16, "data.shapes.image_size must be >= 32, got 16"),
+    "data.shapes.seed": (-1, "data.shapes.seed must be >= 0, got -1"),
+    **{f"data.augment.{name}": (1.5, rf"data.augment.{name} must be in \[0, 1\], got 1.5")
+       for name in ("crop_prob", "affine_prob", "flip_prob", "hsv_prob", "brightness_contrast_prob", "blur_prob",
+                    "crop_erosion", "translate", "brightness", "contrast", "min_visibility")},
+    "data.augment.scale": (1, r"data.augment.scale must be in \[0, 1\), got 1.0"),
+    "data.augment.hue_shift": (181, r"data.augment.hue_shift must be in \[0, 180\], got 181.0"),
+    "data.augment.saturation_shift": (256, r"data.augment.saturation_shift must be in \[0, 255\], got 256.0"),
+    "data.augment.value_shift": (-1, r"data.augment.value_shift must be in \[0, 255\], got -1.0"),
+    "data.augment.blur_max_kernel": (1, "data.augment.blur_max_kernel must be >= 3, got 1"),
+    "data.augment.min_box_size": (-1, "data.augment.min_box_size must be >= 0, got -1.0"),
+    "model.anchors": ([[10, 13], [16, 30], [33, -1]], r"model.anchors\[2\]\[1\] must be > 0, got -1.0"),
+    "model.head_width": (2, "model.head_width must be >= 4, got 2"),
+    "model.dropout": (1, r"model.dropout must be in \[0, 1\), got 1.0"),
+    "model.score_threshold": (-0.1, r"model.score_threshold must be in \[0, 1\], got -0.1"),
+    "model.iou_threshold": (1.5, r"model.iou_threshold must be in \[0, 1\], got 1.5"),
+    "model.max_detections": (0, "model.max_detections must be >= 1, got 0"),
+    **{f"model.loss.{name}": (-1, f"model.loss.{name} must be >= 0, got -1.0")
+       for name in ("lambda_coord", "lambda_obj", "lambda_noobj", "lambda_cls")},
+    "model.loss.ignore_thresh": (1.5, r"model.loss.ignore_thresh must be in \[0, 1\], got 1.5"),
+}
+
+
+def numeric_keys(cls, prefix=""):
+    """Dotted keys of the int / float / tuple-of-numbers fields under dataclass ``cls``."""
+    def numeric(tp):
+        if tp in (int, float):
+            return True
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        return typing.get_origin(tp) is tuple and bool(args) and all(numeric(a) for a in args)
+
+    keys = []
+    for name, tp in typing.get_type_hints(cls).items():
+        if dataclasses.is_dataclass(tp):
+            keys += numeric_keys(tp, f"{prefix}{name}.")
+        elif numeric(tp):
+            keys.append(prefix + name)
+    return keys
+
+
+@pytest.fixture()
+def empty_config(tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_text("# all defaults\n")
+    return path
+
+
+def test_every_numeric_field_is_range_checked(empty_config):
+    from detect.train.experiment import ExperimentConfig, load_experiment
+
+    assert sorted(OUT_OF_RANGE) == sorted(numeric_keys(ExperimentConfig))
+    assert load_experiment(empty_config) == ExperimentConfig()  # an empty file is the defaults
+    for key, (value, message) in OUT_OF_RANGE.items():
+        with pytest.raises(InputError, match=f"^{re.escape(str(empty_config))}: {message}$"):
+            load_experiment(empty_config, [f"{key}={value}"])
+    # The bounds themselves are valid, and so is every shipped config.
+    config = load_experiment(empty_config, [
+        "train.epochs=1", "train.momentum=0", "train.weight_decay=0", "train.warmup_epochs=0",
+        "train.warmup_start_factor=0", "train.final_lr_factor=1", "train.step_factor=1", "train.clip_norm=0",
+        "train.seed=4294967295", "data.image_size=32", "data.shapes.image_size=32", "data.augment.scale=0",
+        "data.augment.hue_shift=180", "data.augment.blur_max_kernel=3", "model.head_width=4", "model.dropout=0",
+        "model.loss.ignore_thresh=1", "model.iou_threshold=0", "model.loss.lambda_noobj=0"])
+    assert config.train.momentum == 0.0 and config.model.loss.ignore_thresh == 1.0 and config.data.image_size == 32
+    shipped = sorted((ROOT / "configs").glob("*.yaml"))
+    assert len(shipped) >= 5
+    for path in shipped:
+        load_experiment(path)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.optimizer=adam", "train.optimizer must be one of 'sgd', 'adamw', got 'adam'"),
+    ("data.format=csv", "data.format must be one of 'voc', 'coco', 'yolo', 'tfrecord', 'shapes', got 'csv'"),
+    ("model.backbone=darknet", "model.backbone must be one of .*'tiny'.*, got 'darknet'"),
+    ("data.augment.blur_max_kernel=4", "data.augment.blur_max_kernel must be odd, got 4"),
+    ("model.backbone=vgg16", "model.backbone 'vgg16' has levels C3, C4; YOLOv3 needs levels C3, C4, C5"),
+    ("model.anchors=[[1, 2], [3, 4]]", "model.anchors must be a multiple of 3 pairs for YOLOv3 .*got 2"),
+])
+def test_choices_and_model_rules(empty_config, override, message):
+    from detect.train.experiment import load_experiment
+
+    with pytest.raises(InputError, match=f": {message}$"):
+        load_experiment(empty_config, [override])
+
+
+def test_input_sizes_are_multiples_of_the_coarsest_stride(empty_config):
+    from detect.train.experiment import load_experiment
+
+    with pytest.raises(InputError, match=r": data.image_size 100 is not a multiple of 32, the stride of YOLOv3's "
+                                         r"coarsest level on backbone 'tiny'$"):
+        load_experiment(empty_config, ["data.image_size=100"])
+    with pytest.raises(InputError, match=r": data.multiscale_sizes\[1\] 336 is not a multiple of 32"):
+        load_experiment(empty_config, ["data.multiscale_sizes=[320, 336, 352]"])
+    # YOLOv2 on vgg16 predicts on C4 (stride 16): 400 is fine there, 100 is not.
+    v2 = ["model.version=v2", "model.backbone=vgg16"]
+    assert load_experiment(empty_config, v2 + ["data.image_size=400"]).data.image_size == 400
+    with pytest.raises(InputError, match=r"data.image_size 100 is not a multiple of 16, the stride of YOLOv2's"):
+        load_experiment(empty_config, v2 + ["data.image_size=100"])
+
+
+def test_config_that_is_not_a_mapping_is_refused(tmp_path):
+    from detect.train.experiment import load_experiment
+
+    path = tmp_path / "x.yaml"
+    for content in ("0\n", "[data, model]\n", "just words\n"):
+        path.write_text(content)
+        with pytest.raises(InputError, match=f"^{re.escape(str(path))}: the config must be a mapping of sections$"):
+            load_experiment(path)
+
+
+# TensorFlow's C++ runtime writes start-up lines to stderr before absl logging
+# is initialised, whatever TF_CPP_MIN_LOG_LEVEL says; they are not the tool's.
+TF_CHATTER = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl::InitializeLog"
+                        r"|To enable the following instructions)")
+
+
+def test_train_tool_refuses_a_bad_value_before_touching_data(tmp_path):
+    missing = tmp_path / "no-dataset"
+    result = subprocess.run(
+        [sys.executable, "tools/train.py", "--config", "configs/yolo_bccd.yaml", "--out", str(tmp_path / "run"),
+         "--set", "train.batch_size=0", f"data.root={missing}"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300)
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not TF_CHATTER.match(line)]
+    assert result.returncode == 2, result.stderr
+    # One line about the key, not the missing dataset, and nothing written.
+    assert lines == ["error: configs/yolo_bccd.yaml: train.batch_size must be >= 1, got 0"], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()

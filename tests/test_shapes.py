@@ -1,5 +1,6 @@
 """The shapes dataset: determinism, exact boxes, formats, ensure_shapes, the tool."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -136,6 +137,30 @@ def test_ensure_shapes(tmp_path):
     with pytest.raises(InputError, match="is not a shapes dataset"):
         ensure_shapes(foreign, "voc", 5, 64, 1)
     assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_ensure_shapes_removes_temporaries_of_dead_processes(tmp_path):
+    # A process that has exited (and been reaped): its pid names no process now.
+    dead_pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                                  text=True, check=True).stdout)
+    live_pid = os.getppid()  # a concurrent generator's folder must survive
+    out = tmp_path / "shapes"
+
+    def leave(name):
+        folder = tmp_path / name
+        (folder / "JPEGImages").mkdir(parents=True)
+        (folder / "JPEGImages" / "000001.jpg").write_bytes(b"half written")
+        return folder
+
+    stale = [leave(f".shapes.tmp-{dead_pid}"), leave(f".shapes.old-{dead_pid}")]
+    kept = [leave(f".shapes.tmp-{live_pid}"), leave(f".other.tmp-{dead_pid}")]  # live, or another dataset's
+    ensure_shapes(out, "voc", 5, 64, 1)
+    assert not any(folder.exists() for folder in stale)
+    assert all((folder / "JPEGImages" / "000001.jpg").read_bytes() == b"half written" for folder in kept)
+    # Also when the dataset is already there and nothing is generated.
+    stale = leave(f".shapes.tmp-{dead_pid}")
+    ensure_shapes(out, "voc", 5, 64, 1)
+    assert not stale.exists() and all(folder.exists() for folder in kept)
 
 
 def test_make_shapes_tool(tmp_path):

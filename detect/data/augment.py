@@ -14,7 +14,6 @@ seeds it per image, so the result depends only on the image and its seed,
 not on thread scheduling.
 """
 
-import dataclasses
 import threading
 from dataclasses import dataclass
 
@@ -22,6 +21,7 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from detect.config import FieldError, bounded, check_fields
 from detect.data.transforms import PAD_VALUE
 
 
@@ -29,59 +29,53 @@ from detect.data.transforms import PAD_VALUE
 class AugmentConfig:
     """Probabilities and strengths of the training augmentations.
 
-    A probability of 0 leaves that augmentation out of the pipeline.
+    A probability (in [0, 1]) of 0 leaves that augmentation out of the
+    pipeline.
 
     Attributes:
       crop_prob: probability of a random crop that keeps every box whole.
-      crop_erosion: how far (fraction of the box union) the crop may cut
-        into the union of the boxes; 0 keeps all boxes complete.
+      crop_erosion: how far (fraction of the box union, in [0, 1]) the crop
+        may cut into the union of the boxes; 0 keeps all boxes complete.
       affine_prob: probability of a random zoom and shift.
-      scale: zoom factor drawn from ``[1 - scale, 1 + scale]``.
-      translate: shift drawn from ``[-translate, translate]`` of the image size.
+      scale: zoom factor drawn from ``[1 - scale, 1 + scale]``; in [0, 1).
+      translate: shift drawn from ``[-translate, translate]`` of the image
+        size; in [0, 1].
       flip_prob: probability of a horizontal flip.
       hsv_prob: probability of an HSV shift.
-      hue_shift, saturation_shift, value_shift: the largest shifts
-        (hue in degrees, the others in 0..255 units).
+      hue_shift, saturation_shift, value_shift: the largest shifts (hue in
+        degrees, in [0, 180]; the others in 0..255 units, in [0, 255]).
       brightness_contrast_prob: probability of a brightness/contrast change.
-      brightness, contrast: the largest relative changes.
+      brightness, contrast: the largest relative changes, in [0, 1].
       blur_prob: probability of a box blur.
       blur_max_kernel: largest blur kernel (odd, >= 3).
       min_visibility: a box keeps its place only if at least this fraction
-        of its area is still in the image after cropping/shifting.
-      min_box_size: boxes narrower or lower than this (pixels) after
+        (in [0, 1]) of its area is still in the image after cropping/shifting.
+      min_box_size: boxes narrower or lower than this (pixels, >= 0) after
         augmentation are dropped.
     """
 
-    crop_prob: float = 0.2
-    crop_erosion: float = 0.0
-    affine_prob: float = 1.0
-    scale: float = 0.5
-    translate: float = 0.1
-    flip_prob: float = 0.5
-    hsv_prob: float = 0.8
-    hue_shift: float = 5.0
-    saturation_shift: float = 40.0
-    value_shift: float = 30.0
-    brightness_contrast_prob: float = 0.2
-    brightness: float = 0.2
-    contrast: float = 0.2
-    blur_prob: float = 0.05
-    blur_max_kernel: int = 5
-    min_visibility: float = 0.25
-    min_box_size: float = 2.0
+    crop_prob: float = bounded(0.2, ge=0, le=1)
+    crop_erosion: float = bounded(0.0, ge=0, le=1)
+    affine_prob: float = bounded(1.0, ge=0, le=1)
+    scale: float = bounded(0.5, ge=0, lt=1)  # 1 - scale is the smallest zoom, so it must stay > 0
+    translate: float = bounded(0.1, ge=0, le=1)
+    flip_prob: float = bounded(0.5, ge=0, le=1)
+    hsv_prob: float = bounded(0.8, ge=0, le=1)
+    hue_shift: float = bounded(5.0, ge=0, le=180)
+    saturation_shift: float = bounded(40.0, ge=0, le=255)
+    value_shift: float = bounded(30.0, ge=0, le=255)
+    brightness_contrast_prob: float = bounded(0.2, ge=0, le=1)
+    brightness: float = bounded(0.2, ge=0, le=1)
+    contrast: float = bounded(0.2, ge=0, le=1)
+    blur_prob: float = bounded(0.05, ge=0, le=1)
+    blur_max_kernel: int = bounded(5, ge=3)
+    min_visibility: float = bounded(0.25, ge=0, le=1)
+    min_box_size: float = bounded(2.0, ge=0)
 
     def __post_init__(self):
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name.endswith("_prob") or f.name in ("min_visibility", "crop_erosion", "translate"):
-                if not 0.0 <= value <= 1.0:
-                    raise ValueError(f"AugmentConfig.{f.name} = {value!r}; it must be in [0, 1]")
-            elif value < 0:
-                raise ValueError(f"AugmentConfig.{f.name} = {value!r}; it must be >= 0")
-        if not self.scale < 1.0:
-            raise ValueError(f"AugmentConfig.scale = {self.scale!r}; it must be < 1 (zoom range 1 +- scale)")
-        if self.blur_max_kernel < 3 or self.blur_max_kernel % 2 == 0:
-            raise ValueError(f"AugmentConfig.blur_max_kernel = {self.blur_max_kernel!r}; it must be odd and >= 3")
+        check_fields(self)
+        if self.blur_max_kernel % 2 == 0:
+            raise FieldError("blur_max_kernel", f"must be odd, got {self.blur_max_kernel}")
 
 
 def build_augmenter(cfg=None, seed=None):

@@ -3,54 +3,59 @@
 from dataclasses import dataclass
 from typing import Tuple
 
+from detect.config import bounded, check_fields, one_of
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "step")
+PRECISIONS = ("none", "float16", "bfloat16")
+STRATEGIES = ("default", "mirrored", "multi_worker")
+MAX_SEED = 2**32 - 1  # NumPy's seed range, which Keras' set_random_seed uses too
+
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation.
 
     Attributes:
-      epochs: total epochs (resuming with more extends the run).
-      batch_size: global batch size (split over replicas).
+      epochs: total epochs, >= 1 (resuming with more extends the run).
+      batch_size: global batch size (split over replicas), >= 1.
       optimizer: "sgd" (momentum) or "adamw".
-      learning_rate: peak learning rate (after warm-up).
-      momentum: SGD momentum / AdamW beta_1.
-      weight_decay: decoupled weight decay.
-      warmup_epochs: burn-in: the learning rate rises from
-        ``warmup_start_factor`` x peak to the peak (YOLOv2's burn-in).
-      schedule: "cosine" (to ``final_lr_factor`` x peak) or "step"
-        (x ``step_factor`` at each epoch in ``step_epochs``).
-      clip_norm: global gradient-norm clipping (0 = off).
+      learning_rate: peak learning rate (after warm-up), > 0.
+      momentum: SGD momentum / AdamW beta_1, in [0, 1).
+      weight_decay: decoupled weight decay, in [0, 1).
+      warmup_epochs: burn-in, >= 0: the learning rate rises from
+        ``warmup_start_factor`` x peak (in [0, 1]) to the peak (YOLOv2's
+        burn-in).
+      schedule: "cosine" (to ``final_lr_factor`` x peak, in [0, 1]) or
+        "step" (x ``step_factor``, in (0, 1], at each epoch in
+        ``step_epochs``, each >= 1).
+      clip_norm: global gradient-norm clipping, >= 0 (0 = off).
       mixed_precision: "none", "float16" (GPU) or "bfloat16" (CPU).
       distribute: "default" (one device), "mirrored" (the GPUs of one
         machine) or "multi_worker" (machines described by TF_CONFIG).
-      eval_every: epochs between validation passes (the last epoch always).
-      log_every: steps between TensorBoard scalars.
-      seed: seed of weights, data order and augmentation.
+      eval_every: epochs between validation passes (the last epoch always), >= 1.
+      log_every: steps between TensorBoard scalars, >= 1.
+      seed: seed of weights, data order and augmentation, in [0, 2**32 - 1].
     """
 
-    epochs: int = 30
-    batch_size: int = 16
-    optimizer: str = "sgd"
-    learning_rate: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 1.0
-    warmup_start_factor: float = 0.01
-    schedule: str = "cosine"
-    final_lr_factor: float = 0.05
-    step_epochs: Tuple[int, ...] = ()
-    step_factor: float = 0.1
-    clip_norm: float = 10.0
-    mixed_precision: str = "none"
-    distribute: str = "default"
-    eval_every: int = 1
-    log_every: int = 20
-    seed: int = 0
+    epochs: int = bounded(30, ge=1)
+    batch_size: int = bounded(16, ge=1)
+    optimizer: str = one_of("sgd", OPTIMIZERS)
+    learning_rate: float = bounded(0.01, gt=0)
+    momentum: float = bounded(0.9, ge=0, lt=1)
+    weight_decay: float = bounded(5e-4, ge=0, lt=1)
+    warmup_epochs: float = bounded(1.0, ge=0)
+    warmup_start_factor: float = bounded(0.01, ge=0, le=1)
+    schedule: str = one_of("cosine", SCHEDULES)
+    final_lr_factor: float = bounded(0.05, ge=0, le=1)
+    step_epochs: Tuple[int, ...] = bounded((), ge=1)
+    step_factor: float = bounded(0.1, gt=0, le=1)
+    clip_norm: float = bounded(10.0, ge=0)
+    mixed_precision: str = one_of("none", PRECISIONS)
+    distribute: str = one_of("default", STRATEGIES)
+    eval_every: int = bounded(1, ge=1)
+    log_every: int = bounded(20, ge=1)
+    seed: int = bounded(0, ge=0, le=MAX_SEED)
 
     def __post_init__(self):
-        checks = {"optimizer": ("sgd", "adamw"), "schedule": ("cosine", "step"),
-                  "mixed_precision": ("none", "float16", "bfloat16"),
-                  "distribute": ("default", "mirrored", "multi_worker")}
-        for name, allowed in checks.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"train.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        check_fields(self)

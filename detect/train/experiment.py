@@ -9,7 +9,7 @@ changes.
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
-from detect.config import load_config
+from detect.config import FieldError, bounded, check_fields, load_config, one_of
 from detect.data.augment import AugmentConfig
 from detect.train.config import TrainConfig
 from detect.yolo.model import YoloConfig
@@ -19,11 +19,20 @@ DATA_FORMATS = ("voc", "coco", "yolo", "tfrecord", "shapes")
 
 @dataclass(frozen=True)
 class ShapesConfig:
-    """The built-in synthetic dataset, generated under ``data.root`` if absent."""
+    """The built-in synthetic dataset, generated under ``data.root`` if absent.
 
-    num_images: int = 2000
-    image_size: int = 256
-    seed: int = 0
+    Attributes:
+      num_images: images over both splits (a fifth of them ``val``), >= 1.
+      image_size: side of the generated images in pixels, >= 32.
+      seed: generator seed, >= 0; same seed, same bytes.
+    """
+
+    num_images: int = bounded(2000, ge=1)
+    image_size: int = bounded(256, ge=32)
+    seed: int = bounded(0, ge=0)
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -41,45 +50,67 @@ class DataConfig:
       classes: class names, in id order; empty = the dataset's own.
       skip_unknown: drop boxes of classes not in ``classes`` instead of
         failing.
-      image_size: square training / evaluation input (letterbox).
-      multiscale_sizes: training sizes to draw from (empty = fixed size).
-      multiscale_every: batches between size changes.
-      max_boxes: boxes kept per image (padding size).
+      image_size: square training / evaluation input (letterbox); a
+        multiple of the model's coarsest stride (32 for the shipped
+        backbones).
+      multiscale_sizes: training sizes to draw from (empty = fixed size),
+        each a multiple of that stride too.
+      multiscale_every: batches between size changes, >= 1.
+      max_boxes: boxes kept per image (padding size), >= 1.
       augment: albumentations settings (training only).
-      strict: fail on a corrupt image or annotation instead of skipping it.
+      strict: fail on a corrupt, truncated (repairable) or broken image or
+        annotation instead of skipping (or repairing) it and counting it.
+      allow_outside_root: accept image paths from annotations that lead
+        outside ``root`` (``..``, absolute paths, symbolic links); refused
+        by default, see ``detect.data.paths``.
       cache: cache decoded validation images in memory.
       shapes: generator settings for ``format: shapes``.
     """
 
-    format: str = "voc"
+    format: str = one_of("voc", DATA_FORMATS)
     root: str = ""
     train_split: str = "train"
     val_split: str = "val"
     test_split: Optional[str] = None
     classes: Tuple[str, ...] = ()
     skip_unknown: bool = False
-    image_size: int = 416
-    multiscale_sizes: Tuple[int, ...] = ()
-    multiscale_every: int = 10
-    max_boxes: int = 100
+    image_size: int = bounded(416, ge=1)
+    multiscale_sizes: Tuple[int, ...] = bounded((), ge=1)
+    multiscale_every: int = bounded(10, ge=1)
+    max_boxes: int = bounded(100, ge=1)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     strict: bool = False
+    allow_outside_root: bool = False
     cache: bool = False
     shapes: ShapesConfig = field(default_factory=ShapesConfig)
 
     def __post_init__(self):
-        if self.format not in DATA_FORMATS:
-            raise ValueError(f"data.format must be one of {DATA_FORMATS}, got {self.format!r}")
+        check_fields(self)
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """A whole experiment: ``data``, ``model`` (YOLO) and ``train``."""
+    """A whole experiment: ``data``, ``model`` (YOLO) and ``train``.
+
+    Besides each section's own rules, the input sizes (``data.image_size``
+    and every ``data.multiscale_sizes`` entry) must be multiples of the
+    model's coarsest stride, so that the levels' grids line up.
+    """
 
     name: str = "experiment"
     data: DataConfig = field(default_factory=DataConfig)
     model: YoloConfig = field(default_factory=YoloConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        check_fields(self)
+        stride = self.model.coarsest_stride()
+        sizes = [("data.image_size", self.data.image_size)]
+        sizes += [(f"data.multiscale_sizes[{i}]", size) for i, size in enumerate(self.data.multiscale_sizes)]
+        for key, size in sizes:
+            if size % stride:
+                raise FieldError(key, f"{size} is not a multiple of {stride}, the stride of YOLO{self.model.version}'s "
+                                      f"coarsest level on backbone {self.model.backbone!r}")
 
 
 def load_experiment(path, overrides=()):

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from detect.config import bounded, check_fields, one_of
 from detect.ops import iou
 
 LOSS_NAMES = ("loss_box", "loss_obj", "loss_cls")
+CLASS_LOSSES = ("bce", "softmax")
 
 
 @dataclass(frozen=True)
@@ -24,28 +26,27 @@ class YoloLossConfig:
     """Loss weights and rules.
 
     Attributes:
-      lambda_coord: weight of the coordinate loss (YOLOv1/v2: 5).
-      lambda_obj: weight of objectness on responsible anchors.
-      lambda_noobj: weight of objectness on background predictions (0.5).
-      lambda_cls: weight of the class loss.
+      lambda_coord: weight of the coordinate loss (YOLOv1/v2: 5), >= 0.
+      lambda_obj: weight of objectness on responsible anchors, >= 0.
+      lambda_noobj: weight of objectness on background predictions (0.5), >= 0.
+      lambda_cls: weight of the class loss, >= 0.
       ignore_thresh: background predictions overlapping a ground truth by
-        more than this IoU are not penalised (0.6).
+        more than this IoU are not penalised (0.6); in [0, 1], 1 ignores none.
       class_loss: "bce" (sigmoid per class, YOLOv3) or "softmax" (YOLOv2).
       scale_by_size: weight coordinates by ``2 - w * h / image area`` so
         small boxes count more (YOLOv3).
     """
 
-    lambda_coord: float = 5.0
-    lambda_obj: float = 1.0
-    lambda_noobj: float = 0.5
-    lambda_cls: float = 1.0
-    ignore_thresh: float = 0.6
-    class_loss: str = "bce"
+    lambda_coord: float = bounded(5.0, ge=0)
+    lambda_obj: float = bounded(1.0, ge=0)
+    lambda_noobj: float = bounded(0.5, ge=0)
+    lambda_cls: float = bounded(1.0, ge=0)
+    ignore_thresh: float = bounded(0.6, ge=0, le=1)
+    class_loss: str = one_of("bce", CLASS_LOSSES)
     scale_by_size: bool = True
 
     def __post_init__(self):
-        if self.class_loss not in ("bce", "softmax"):
-            raise ValueError(f"class_loss must be 'bce' or 'softmax', got {self.class_loss!r}")
+        check_fields(self)
 
 
 def _wh_iou(wh1, wh2):

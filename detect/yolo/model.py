@@ -15,7 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from detect.backbones import build_backbone
+from detect.backbones import BACKBONES, backbone_levels, build_backbone
+from detect.config import FieldError, bounded, check_fields, one_of
 from detect.ops import batched_nms
 from detect.yolo.anchors import YOLOV2_ANCHORS, YOLOV3_ANCHORS
 from detect.yolo.loss import YoloLossConfig, decode_level, yolo_loss
@@ -23,6 +24,8 @@ from detect.yolo.loss import YoloLossConfig, decode_level, yolo_loss
 # Objectness and class logits start at this probability, so the first
 # steps are not dominated by thousands of confident background cells.
 PRIOR_PROBABILITY = 0.01
+YOLO_VERSIONS = ("v2", "v3")
+V3_LEVELS = ("C3", "C4", "C5")  # the backbone levels YOLOv3 predicts on
 
 
 @dataclass(frozen=True)
@@ -30,36 +33,57 @@ class YoloConfig:
     """What a YOLO detector is made of.
 
     Attributes:
-      version: "v2" (one level) or "v3" (three levels).
+      version: "v2" (one level) or "v3" (three levels, so the backbone must
+        have C3, C4 and C5).
       backbone: a name from ``detect.backbones``.
       backbone_weights: None, "imagenet" or a weights file.
-      anchors: (w, h) pixel pairs, small to large; empty = the paper's.
+      anchors: (w, h) pixel pairs (> 0), small to large; empty = the
+        paper's; v3 takes a multiple of 3 (as many per level).
       head_width: channels of the head's 3x3 convolutions at stride 32
-        (halved at each finer level in v3).
-      dropout: dropout rate before each output convolution (0 = none).
+        (halved at each finer level in v3), >= 4.
+      dropout: dropout rate before each output convolution, in [0, 1)
+        (0 = none).
       loss: ``YoloLossConfig``.
-      score_threshold, iou_threshold, max_detections: decoding and NMS.
+      score_threshold, iou_threshold: decoding and NMS, in [0, 1].
+      max_detections: detections kept per image, >= 1.
     """
 
-    version: str = "v3"
-    backbone: str = "tiny"
+    version: str = one_of("v3", YOLO_VERSIONS)
+    backbone: str = one_of("tiny", BACKBONES)
     backbone_weights: Optional[str] = None
-    anchors: Tuple[Tuple[float, float], ...] = ()
-    head_width: int = 256
-    dropout: float = 0.0
+    anchors: Tuple[Tuple[float, float], ...] = bounded((), gt=0)
+    # v3's finest level uses head_width // 4 channels, which must not be 0.
+    head_width: int = bounded(256, ge=4)
+    dropout: float = bounded(0.0, ge=0, lt=1)
     loss: YoloLossConfig = field(default_factory=YoloLossConfig)
-    score_threshold: float = 0.001
-    iou_threshold: float = 0.5
-    max_detections: int = 100
+    score_threshold: float = bounded(0.001, ge=0, le=1)
+    iou_threshold: float = bounded(0.5, ge=0, le=1)
+    max_detections: int = bounded(100, ge=1)
 
     def __post_init__(self):
-        if self.version not in ("v2", "v3"):
-            raise ValueError(f"version must be 'v2' or 'v3', got {self.version!r}")
+        check_fields(self)
+        if self.version == "v3":
+            levels = [level.name for level in backbone_levels(self.backbone)]
+            if not all(name in levels for name in V3_LEVELS):
+                raise FieldError("backbone", f"{self.backbone!r} has levels {', '.join(levels)}; YOLOv3 needs "
+                                             f"levels {', '.join(V3_LEVELS)}")
+            if len(self.anchor_list()) % len(V3_LEVELS):
+                raise FieldError("anchors", f"must be a multiple of {len(V3_LEVELS)} pairs for YOLOv3 (as many "
+                                            f"per level), got {len(self.anchor_list())}")
 
     def anchor_list(self):
         if self.anchors:
             return [tuple(float(v) for v in a) for a in self.anchors]
         return list(YOLOV3_ANCHORS if self.version == "v3" else YOLOV2_ANCHORS)
+
+    def coarsest_stride(self):
+        """Pixels per cell of the coarsest output level (as ``YoloDetector`` picks it), without building.
+
+        Input sides must be multiples of it: v3 upsamples C5 by 2 onto C4
+        and C4 onto C3, and v2's passthrough folds 2 x 2 cells of C4 into C5.
+        """
+        strides = {level.name: level.stride for level in backbone_levels(self.backbone)}
+        return strides["C5"] if "C5" in strides else max(strides.values())
 
 
 def _conv(x, filters, kernel, name, strides=1):
