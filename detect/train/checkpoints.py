@@ -1,9 +1,23 @@
 """Atomic checkpoints and run files.
 
-A checkpoint is written into its own new folder; only when it is complete
-does a small pointer file (``last.json`` / ``best.json``) switch to it, by
-``os.replace``, which is atomic. A kill at any moment leaves the previous
-pointer and its complete checkpoint in place.
+An epoch is saved as one unit. Its checkpoint (model, optimizer, counters)
+and ``history.json`` (the metrics history as of that epoch: what
+``metrics.json`` should then hold) are written into a new staging folder,
+which is renamed into place (``epoch_NNNN``); then the pointer files switch
+to it by ``os.replace``, which is atomic: ``best.json`` (on a new best),
+then ``last.json``. Writing ``last.json`` is the one commit: it publishes
+the weights and the history together. Everything else is derived from the
+committed checkpoint and is rebuilt on resume (``CheckpointStore.reconcile``
+and the engine): a folder or ``best.json`` written ahead of the commit, and
+``metrics.json`` and the ``*.weights.h5`` exports written after it. So a
+kill at any moment leaves either the previous epoch committed or the new
+one, never a history without its weights or the reverse. (Writing ``best``
+before ``last`` is not needed for that; it only means that once an epoch is
+committed, ``best.json`` already agrees with it.)
+
+Pruning never deletes a folder that ``last.json``, ``best.json`` or the
+committed history's best epoch names, so the best checkpoint the history
+promises is there to re-point ``best.json`` to and to export from.
 """
 
 import json
@@ -13,6 +27,8 @@ import tempfile
 from pathlib import Path
 
 import tensorflow as tf
+
+HISTORY = "history.json"  # a checkpoint folder's metrics history as of its epoch
 
 
 def write_json_atomic(path, data):
@@ -37,6 +53,10 @@ def read_json(path):
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _folder(epoch):
+    return f"epoch_{int(epoch):04d}"
+
+
 class CheckpointStore:
     """Checkpoints of one run under ``<run>/checkpoints``.
 
@@ -52,19 +72,38 @@ class CheckpointStore:
         self.checkpoint = checkpoint
         self.keep = keep
 
-    def save(self, epoch, pointers=("last",)):
-        """Writes the checkpoint for ``epoch`` and points ``pointers`` at it."""
-        name = f"epoch_{epoch:04d}"
+    def save(self, epoch, pointers=("last",), history=None):
+        """Writes the checkpoint for ``epoch`` (with ``history``) and points ``pointers`` at it.
+
+        ``last`` is written after the other pointers: it commits the epoch,
+        and only derived files may follow it.
+        """
+        name = _folder(epoch)
         final = self.root / name
         staging = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{name}."))
         self.checkpoint.write(str(staging / "ckpt"))
-        if final.exists():
+        if history is not None:
+            write_json_atomic(staging / HISTORY, history)
+        if final.exists():  # a killed run's uncommitted folder (or an earlier run's)
             shutil.rmtree(final)
         os.replace(staging, final)
-        for pointer in pointers:
-            write_json_atomic(self.root / f"{pointer}.json", {"epoch": epoch, "path": name})
+        for pointer in sorted(pointers, key=lambda p: p == "last"):
+            self.point(pointer, epoch)
         self._prune()
         return final
+
+    def point(self, pointer, epoch):
+        """Atomically points ``pointer`` (``last`` / ``best``) at ``epoch``'s checkpoint."""
+        write_json_atomic(self.root / f"{pointer}.json", {"epoch": int(epoch), "path": _folder(epoch)})
+
+    def unpoint(self, pointer):
+        """Removes ``pointer`` (a no-op when there is none)."""
+        (self.root / f"{pointer}.json").unlink(missing_ok=True)
+
+    def epoch(self, pointer="last"):
+        """The epoch ``pointer`` names, or None."""
+        info = read_json(self.root / f"{pointer}.json")
+        return int(info["epoch"]) if info else None
 
     def path(self, pointer="last"):
         """The checkpoint prefix a pointer names, or None."""
@@ -74,6 +113,15 @@ class CheckpointStore:
         prefix = self.root / info["path"] / "ckpt"
         return prefix if Path(f"{prefix}.index").exists() else None
 
+    def has(self, epoch):
+        """Whether ``epoch``'s checkpoint folder is there and complete."""
+        return (self.root / _folder(epoch) / "ckpt.index").exists()
+
+    def history(self, pointer="last"):
+        """The history embedded in the pointed checkpoint, or None (none, or an older run)."""
+        info = read_json(self.root / f"{pointer}.json")
+        return read_json(self.root / info["path"] / HISTORY) if info else None
+
     def restore(self, pointer="last"):
         """Restores the pointed checkpoint; returns its epoch or None."""
         prefix = self.path(pointer)
@@ -82,12 +130,39 @@ class CheckpointStore:
         self.checkpoint.read(str(prefix)).expect_partial()
         return read_json(self.root / f"{pointer}.json")["epoch"]
 
+    def reconcile(self, best_epoch):
+        """After a kill: makes ``best.json`` agree with the committed history, then prunes.
+
+        Args:
+          best_epoch: the committed history's best epoch, or None (no best
+            yet: ``best.json`` is removed).
+
+        Returns:
+          Whether ``best.json`` now names ``best_epoch``'s complete
+          checkpoint (False when there is no best, or when an older run
+          pruned it).
+        """
+        if best_epoch is None:
+            self.unpoint("best")
+        elif self.has(best_epoch):
+            if self.epoch("best") != best_epoch:
+                self.point("best", best_epoch)
+        self._prune()
+        return best_epoch is not None and self.epoch("best") == best_epoch and self.has(best_epoch)
+
     def _prune(self):
         pinned = {(read_json(self.root / f"{p}.json") or {}).get("path") for p in ("last", "best")}
-        epochs = sorted(p for p in self.root.glob("epoch_*") if p.is_dir())
-        for old in epochs[:-self.keep] if self.keep else epochs:
-            if old.name not in pinned:
-                shutil.rmtree(old, ignore_errors=True)
+        best = (self.history("last") or {}).get("best")
+        if best:
+            pinned.add(_folder(best["epoch"]))
+        last = self.epoch("last") or 0
+        epochs = sorted((int(p.name[len("epoch_"):]), p) for p in self.root.glob("epoch_*")
+                        if p.is_dir() and p.name[len("epoch_"):].isdigit())
+        old = {path for _, path in (epochs[:-self.keep] if self.keep else epochs)}
+        for epoch, path in epochs:
+            # Past "last": written but never committed (a killed run's).
+            if path.name not in pinned and (epoch > last or path in old):
+                shutil.rmtree(path, ignore_errors=True)
         for stale in self.root.glob(".epoch_*"):  # staging folders of a killed run
             shutil.rmtree(stale, ignore_errors=True)
 
@@ -96,8 +171,12 @@ def save_weights_atomic(model, path):
     """``model.save_weights`` through a temporary file and ``os.replace``."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp.weights.h5")
-    model.save_weights(str(tmp))
-    os.replace(tmp, path)
+    try:
+        model.save_weights(str(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def checkpoint_of(model, optimizer, **counters):

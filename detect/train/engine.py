@@ -95,7 +95,8 @@ class Trainer:
       task: the detector task (see the module docstring).
       train_cfg: ``TrainConfig``.
       run_dir: output folder (config snapshot, ``tb/`` logs, ``checkpoints/``,
-        ``last.weights.h5``, ``best.weights.h5``, ``metrics.json``).
+        ``last.weights.h5``, ``best.weights.h5``, ``metrics.json``); the
+        last three are exports of the committed checkpoint, rebuilt on resume.
       train_data: ``fn(epoch) -> tf.data.Dataset`` of training batches; the
         epoch seeds its order, so a resumed epoch sees the same data.
       steps_per_epoch: batches per epoch.
@@ -170,17 +171,29 @@ class Trainer:
 
     # ---- the loop -------------------------------------------------------------------
     def fit(self, resume=False):
-        """Trains to ``total_epochs``; returns the metrics history dict."""
-        history = read_json(self.metrics_path) if resume else None
-        history = history or {"epochs": [], "best": None}
+        """Trains to ``total_epochs``; returns the metrics history dict.
+
+        Each epoch is committed as one unit: its checkpoint folder holds the
+        model, optimizer, counters and the history as of that epoch, and
+        ``last.json`` publishes them together (see ``checkpoints``). Only
+        then are the derived files written: ``last.weights.h5``, maybe
+        ``best.weights.h5``, and ``metrics.json``. With ``resume``, the last
+        committed checkpoint is restored and every derived file (``best.json``
+        too) is rebuilt from it, so a kill at any point loses at most the
+        uncommitted epoch, which is trained again; no record is lost or
+        repeated.
+        """
+        history = {"epochs": [], "best": None}
         start_epoch = 0
         if resume:
             restored = self.store.restore("last")
             if restored is None:
                 print(f"--resume: no checkpoint in {self.store.root}; starting from scratch", flush=True)
+                self.store.reconcile(None)
             else:
                 start_epoch = int(self.epoch.numpy())
-                history["epochs"] = [e for e in history["epochs"] if e["epoch"] <= start_epoch]
+                history = self._committed_history(start_epoch)
+                self._rebuild_outputs(history)
                 print(f"resumed from epoch {start_epoch} (step {int(self.optimizer.iterations.numpy())})",
                       flush=True)
         for epoch in range(start_epoch, self.total_epochs):
@@ -211,14 +224,51 @@ class Trainer:
                         tf.summary.scalar(f"val/{key}", metrics[key], step=epoch + 1)
                 print(f"epoch {epoch + 1}: mAP@0.5 {metrics['mAP50']:.4f}  AP@[.5:.95] {metrics['AP']:.4f}",
                       flush=True)
-            self.store.save(epoch + 1, pointers)
+            history["epochs"].append(record)
+            self.store.save(epoch + 1, pointers, history=history)  # the commit
+            # Derived from the commit; a kill here is repaired by --resume.
             save_weights_atomic(self.task.model, self.run_dir / "last.weights.h5")
             if "best" in pointers:
                 save_weights_atomic(self.task.model, self.run_dir / "best.weights.h5")
-            history["epochs"].append(record)
             write_json_atomic(self.metrics_path, history)
         self.writer.flush()
         return history
+
+    def _committed_history(self, epoch):
+        """The history committed with the restored checkpoint of ``epoch``.
+
+        Runs from before histories were embedded fall back to ``metrics.json``
+        cut at ``epoch`` (an epoch whose record was never written stays lost).
+        """
+        history = self.store.history("last")
+        if history is not None:
+            return history
+        old = read_json(self.metrics_path) or {}
+        records = [e for e in old.get("epochs", []) if e["epoch"] <= epoch]
+        best = old.get("best")
+        if best is None or best["epoch"] > epoch:
+            best = _best_of(records)
+        return {"epochs": records, "best": best}
+
+    def _rebuild_outputs(self, history):
+        """Rewrites ``best.json``, the weight exports and ``metrics.json`` from the committed state.
+
+        Every write is idempotent, so a kill during this is repaired by the
+        next resume. Leaves the model and optimizer as the last checkpoint.
+        """
+        best = history["best"]
+        best_path = self.run_dir / "best.weights.h5"
+        if self.store.reconcile(best["epoch"] if best else None):
+            self.store.restore("best")
+            save_weights_atomic(self.task.model, best_path)
+            self.store.restore("last")
+        elif best is None:
+            best_path.unlink(missing_ok=True)
+        else:
+            print(f"--resume: the checkpoint of the best epoch ({best['epoch']}) is gone; "
+                  f"best.weights.h5 is left as it is", flush=True)
+        save_weights_atomic(self.task.model, self.run_dir / "last.weights.h5")
+        write_json_atomic(self.metrics_path, history)
 
     def _stage_of(self, epoch):
         for stage in self.stages:
@@ -279,6 +329,15 @@ class Trainer:
         inner = getattr(optimizer, "inner_optimizer", optimizer)
         schedule = inner._learning_rate
         return schedule(step) if callable(schedule) else schedule
+
+
+def _best_of(records):
+    """The first record with the highest mAP50, as a history's ``best`` (None without any)."""
+    best = None
+    for e in records:
+        if "mAP50" in e and (best is None or e["mAP50"] > best["mAP50"]):
+            best = {"epoch": e["epoch"], "mAP50": float(e["mAP50"]), "AP": float(e["AP"])}
+    return best
 
 
 def config_snapshot(config):
