@@ -12,3 +12,12 @@ class InputError(ValueError):
         self.source = str(source)
         self.message = message
         super().__init__(f"{self.source}: {message}")
+
+
+class UnknownClassError(InputError):
+    """A class name or id that the class list lacks.
+
+    Unlike a broken file, this usually means the class list itself is wrong
+    (a config's ``data.classes``, ``data.yaml``), so readers that skip
+    broken images still raise it.
+    """

@@ -17,7 +17,7 @@ import pytest
 from detect.data.checker import (
     CORRUPT_IMAGE, DEGENERATE_BOX, DUPLICATE_ID, MALFORMED_ANNOTATION, MISSING_ANNOTATION,
     MISSING_IMAGE, OUT_OF_BOUNDS_BOX, SIZE_BUCKETS, SIZE_MISMATCH, SPLIT_OVERLAP, TINY_BOX,
-    UNKNOWN_CLASS, check_dataset, check_voc, format_report, report_to_json)
+    TRUNCATED_IMAGE, UNKNOWN_CLASS, check_dataset, check_voc, format_report, report_to_json)
 from detect.data.drawing import draw_boxes, write_examples
 from detect.errors import InputError
 from test_voc_reader import voc_object, write_voc
@@ -160,6 +160,29 @@ def test_config_yaml_data_section(tmp_path, flawed):
     config.write_text("data:\n  format: pascal\n  root: .\n")
     with pytest.raises(InputError, match="data.format"):
         check_dataset(config)
+
+
+def test_truncated_jpeg_is_usable_not_corrupt_and_misnamed_png_is_a_note(tmp_path):
+    from test_pipeline import gradient_jpeg
+
+    root = write_voc(tmp_path / "voc", {i: [voc_object("dog", 2, 2, 30, 30)] for i in
+                                        ("cut", "stub", "png", "fine")}, {"train": ["cut", "stub", "png", "fine"]},
+                     width=64, height=96)
+    data, _ = gradient_jpeg()
+    folder = root / "JPEGImages"
+    (folder / "cut.jpg").write_bytes(data[: int(len(data) * 0.8)])  # what the pipeline repairs
+    (folder / "stub.jpg").write_bytes(data[: int(len(data) * 0.3)])  # what it skips
+    y = np.arange(96, dtype=np.uint8)[:, None, None]
+    cv2.imwrite(str(folder / "png.png"), np.broadcast_to(y, (96, 64, 3)))
+    (folder / "png.png").rename(folder / "png.jpg")
+    (folder / "fine.jpg").write_bytes(data)
+    report = check_voc(root, class_names=CLASSES)
+    found = {(p.kind, Path(p.source).name) for p in report.problems}
+    assert found == {(TRUNCATED_IMAGE, "cut.jpg"), (CORRUPT_IMAGE, "stub.jpg")}
+    cut = next(p for p in report.problems if p.kind == TRUNCATED_IMAGE)
+    assert "% of its rows decode" in cut.message
+    assert any("1 image(s) are in another format" in n and "png.jpg is PNG" in n for n in report.notes)
+    assert report.image_sizes[(64, 96)] == 3  # cut, png and fine decoded, at their true size
 
 
 def test_text_report(flawed):

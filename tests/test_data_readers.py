@@ -97,6 +97,23 @@ def test_coco_bad_input_names_file_and_entry(tmp_path, mutate, expected):
     assert str(path) in str(info.value) and expected in str(info.value)
 
 
+def test_coco_broken_images_are_collected_when_asked(tmp_path):
+    data = coco_dict()
+    data["annotations"][0]["bbox"] = [10, float("nan"), 30, 40]  # image 5 (JSON allows NaN)
+    data["images"][2]["height"] = 0  # image 9
+    path = write_json(tmp_path / "ann.json", data)
+    with pytest.raises(InputError, match="images\\[2\\] \\(id 9\\): height must be a positive integer"):
+        read_coco(path)
+    skipped = []
+    records = read_coco(path, skipped=skipped)
+    assert [r.image_id for r in records] == [2]
+    assert sorted(e.message.split(":")[0] for e in skipped) == ["annotations[0] (id 1)", "images[2] (id 9)"]
+    # A structural fault is no per-image matter: it still raises.
+    data["annotations"][1]["image_id"] = 77
+    with pytest.raises(InputError, match="image_id 77 is not in 'images'"):
+        read_coco(write_json(tmp_path / "bad.json", data), skipped=[])
+
+
 def test_coco_unreadable_files(tmp_path):
     with pytest.raises(InputError, match="file not found"):
         read_coco(tmp_path / "missing.json")
@@ -231,6 +248,18 @@ def test_yolo_bad_lines_name_file_and_line(yolo_root, text, expected):
     with pytest.raises(InputError) as info:
         read_yolo(yolo_root, "train")
     assert str(info.value) == f"{label}: {expected}"
+
+
+def test_yolo_broken_files_are_collected_when_asked(yolo_root):
+    (yolo_root / "labels" / "train" / "b.txt").write_text("0 0.5 abc 0.2 0.4\n")
+    (yolo_root / "images" / "train" / "a.jpg").write_bytes(b"not an image")
+    skipped = []
+    records = read_yolo(yolo_root, "train", skipped=skipped)
+    assert [r.image_id for r in records] == ["nolabel"]
+    assert sorted(Path(e.source).name for e in skipped) == ["a.jpg", "b.txt"]
+    (yolo_root / "labels" / "train" / "b.txt").write_text("3 0.5 0.5 0.2 0.4\n")
+    with pytest.raises(InputError, match="line 1: class 3 is out of range 0..2"):
+        read_yolo(yolo_root, "train", skipped=[])  # a wrong class list is not a broken file
 
 
 def test_yolo_tolerates_float_class_and_reports_bad_layout(yolo_root, tmp_path):

@@ -162,6 +162,62 @@ def test_strict_mode_raises_naming_the_file(bad_images, which):
             pass
 
 
+def gradient_jpeg(height=96, width=64):
+    """A baseline JPEG whose every row differs from mid-grey, and its full decode (RGB)."""
+    y, x = np.mgrid[0:height, 0:width]
+    image = np.stack([x * 3, y * 2, (x + y) % 100], -1).astype(np.uint8)
+    data = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    return data, tf.io.decode_jpeg(data, channels=3).numpy()
+
+
+def test_truncated_jpeg_is_repaired_when_enough_decodes(tmp_path, caplog):
+    data, full = gradient_jpeg()
+    usable, hopeless = tmp_path / "usable.jpg", tmp_path / "hopeless.jpg"
+    usable.write_bytes(data[: int(len(data) * 0.8)])
+    hopeless.write_bytes(data[: int(len(data) * 0.3)])  # headers and a few rows: below MIN_DECODED_FRACTION
+    with pytest.raises(tf.errors.InvalidArgumentError):  # what the pipeline used to drop as corrupt
+        tf.io.decode_jpeg(usable.read_bytes())
+    records = [Record(p.stem, 96, 64, [[1, 2, 30, 40]], [1], [False], CLASSES, image_path=str(p))
+               for p in (usable, hopeless)]
+    counter = SkipCounter()
+    with caplog.at_level(logging.WARNING, logger="detect.data.pipeline"):
+        seen = list(unbatch(build_dataset(records, training=False, batch_size=1, image_size=96,
+                                          deterministic=True, counter=counter)))
+    assert [x["image_id"] for x in seen] == ["usable"]
+    stats = counter.as_dict()
+    assert stats["repaired_names"] == [str(usable)] and counter.num_repaired == 1
+    assert stats["skipped_names"] == [str(hopeless)] and counter.num_skipped == 1
+    assert "1 repaired" in counter.summary() and "usable.jpg" in counter.summary()
+    message = next(m for m in caplog.messages if str(usable) in m)
+    assert "truncated JPEG" in message and "% of the rows decode" in message
+    # The rows above the run of grey are the image's own rows (an independent decode of the
+    # whole file), except the one row of 16x16 blocks where the data stops, which is partly
+    # grey; letterbox of 96x64 into 96 keeps the scale at 1.
+    image = np.round(seen[0]["image"] * 255).astype(int)[:, 16:80]
+    decoded = int(message.split("(")[-1].split("%")[0]) * 96 // 100
+    assert 48 <= decoded < 96
+    np.testing.assert_allclose(image[: decoded - 18], full[: decoded - 18], atol=12)
+    assert (image[decoded + 1:] == 128).all() and not (image[decoded - 2] == 128).all()
+
+
+def test_strict_refuses_a_repaired_image_and_input_errors_gives_one_line(tmp_path, records):
+    from detect.data.pipeline import input_errors
+    from detect.errors import InputError
+
+    data, _ = gradient_jpeg()
+    truncated = tmp_path / "cut.jpg"
+    truncated.write_bytes(data[: int(len(data) * 0.8)])
+    culprit = Record("cut", 96, 64, [[1, 2, 30, 40]], [1], [False], CLASSES, image_path=str(truncated))
+    counter = SkipCounter()
+    ds = build_dataset([records[0], culprit], training=False, batch_size=1, strict=True, counter=counter)
+    with pytest.raises(InputError) as caught:
+        with input_errors(counter):
+            for _ in ds:
+                pass
+    assert caught.value.source == str(truncated) and "data.strict" in caught.value.message
+    assert "\n" not in str(caught.value)
+
+
 def example(image_bytes, image_id, boxes, classes):
     def feature(kind, values):
         return tf.train.Feature(**{kind: {"bytes_list": tf.train.BytesList, "float_list": tf.train.FloatList,

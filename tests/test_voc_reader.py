@@ -166,3 +166,24 @@ def test_bccd_class_totals_and_degenerate_boxes(bccd):
     point = [(r.image_id, BCCD_CLASSES[k]) for r in records
              for box, k in zip(r.boxes, r.classes) if box[2] - box[0] <= 1 and box[3] - box[1] <= 1]
     assert sorted(point) == [("BloodImage_00338", "RBC"), ("BloodImage_00343", "RBC")]
+
+
+def test_broken_annotations_are_collected_when_asked(tmp_path):
+    root = write_voc(tmp_path / "voc", {"good": [voc_object("cat", 1, 1, 5, 5)],
+                                        "nobox": [], "nan": [voc_object("cat", 1, "nan", 5, 5)],
+                                        "text": [voc_object("cat", 1, "one", 5, 5)],
+                                        "unknown": [voc_object("unicorn", 1, 1, 5, 5)]},
+                     {"train": ["nobox", "good", "nan", "text", "ghost"], "odd": ["unknown", "good"]})
+    xml = root / "Annotations" / "nobox.xml"
+    xml.write_text(xml.read_text().replace("</size>", "</size><object><name>cat</name></object>"))
+    with pytest.raises(InputError, match="nobox.xml: object\\[0\\] \\(cat\\): missing <bndbox/xmin>"):
+        read_voc(root, "train", class_names=["cat"])  # without a list, the first broken file raises
+    skipped = []
+    records = read_voc(root, "train", class_names=["cat"], skipped=skipped)
+    assert [r.image_id for r in records] == ["good"]
+    assert [Path(e.source).name for e in skipped] == ["nobox.xml", "nan.xml", "text.xml", "ghost.xml"]
+    assert "<bndbox/ymin> is 'nan', not a number" in skipped[1].message
+    assert "annotation file not found" in skipped[3].message
+    # An unknown class means the class list is wrong, not the file: it still raises.
+    with pytest.raises(InputError, match="unknown class 'unicorn'"):
+        read_voc(root, "odd", class_names=["cat"], skipped=[])

@@ -11,9 +11,10 @@ DATASET is a VOC root (a folder with ``Annotations/``; every split in
 and ``classes``.
 
 Prints images and boxes per split and class, a box-size histogram and every
-problem found (missing or corrupt images, malformed annotations, degenerate,
-tiny or out-of-bounds boxes, unknown classes, duplicate ids), each with its
-file. ``--show N --out DIR`` draws N images with their ground-truth boxes, to
+problem found (image paths outside the dataset root, missing, corrupt or
+truncated images, malformed annotations, degenerate, tiny or out-of-bounds
+boxes, unknown classes, duplicate ids), each with its file; images whose
+content is in another format than their name says are noted. ``--show N --out DIR`` draws N images with their ground-truth boxes, to
 see a wrong box format before training.
 
 Exit status: 0 no problems, 1 problems found, 2 unusable input (one line on
@@ -48,6 +49,8 @@ def parse_args(argv):
     parser.add_argument("--images", metavar="DIR", help="COCO image folder")
     parser.add_argument("--no-decode", action="store_true",
                         help="only check that image files exist (fast on large datasets)")
+    parser.add_argument("--allow-outside-root", action="store_true",
+                        help="accept image paths that lead outside the dataset root (reported by default)")
     parser.add_argument("--json", metavar="OUT", help="also write the report as JSON")
     parser.add_argument("--show", type=int, default=0, metavar="N",
                         help="draw N images with their ground-truth boxes (needs --out)")
@@ -67,7 +70,8 @@ def main(argv=None):
     class_names = args.classes
     try:
         report = check_dataset(args.dataset, splits=args.splits, class_names=class_names,
-                               image_dir=args.images, decode_images=not args.no_decode)
+                               image_dir=args.images, decode_images=not args.no_decode,
+                               allow_outside_root=args.allow_outside_root)
     except InputError as error:
         print(error, file=sys.stderr)
         return EXIT_BAD_INPUT

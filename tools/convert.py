@@ -41,6 +41,8 @@ def parse_args(argv):
     parser.add_argument("--to", required=True, choices=WRITE_FORMATS, help="output format")
     parser.add_argument("--out", required=True, help="output folder (tfrecord) or file (coco)")
     parser.add_argument("--shards", type=int, default=8, help="TFRecord shards (default 8)")
+    parser.add_argument("--allow-outside-root", action="store_true",
+                        help="accept image paths that lead outside the dataset root (refused by default)")
     args = parser.parse_args(argv)
     if args.shards < 1:
         parser.error("--shards must be at least 1")
@@ -57,7 +59,8 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        records = read_dataset(args.format, args.root, args.split, args.json, args.classes)
+        records = read_dataset(args.format, args.root, args.split, args.json, args.classes,
+                               allow_outside_root=args.allow_outside_root)
         paths = convert_dataset(records, args.to, args.out, num_shards=args.shards,
                                 prefix=args.split or "data")
     except InputError as error:

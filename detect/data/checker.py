@@ -26,12 +26,16 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from detect.data import voc
+from detect.data.imagesize import SUFFIX_FORMATS, image_format, lacks_end_marker
+from detect.data.paths import OutsideRootError, confined_path
 from detect.data.records import Record
 from detect.errors import InputError
 
 # Problem kinds, in the order reports list them.
+OUTSIDE_ROOT = "outside_root"
 MISSING_IMAGE = "missing_image"
 CORRUPT_IMAGE = "corrupt_image"
+TRUNCATED_IMAGE = "truncated_image"
 SIZE_MISMATCH = "size_mismatch"
 MALFORMED_ANNOTATION = "malformed_annotation"
 MISSING_ANNOTATION = "missing_annotation"
@@ -45,8 +49,10 @@ SPLIT_OVERLAP = "split_overlap"
 TINY_BOX_PX = 1.0
 
 PROBLEM_TITLES = {
+    OUTSIDE_ROOT: "path outside the dataset root (refused by the readers)",
     MISSING_IMAGE: "missing image",
     CORRUPT_IMAGE: "corrupt image",
+    TRUNCATED_IMAGE: "truncated image (usable: training decodes what is there and counts it as repaired)",
     SIZE_MISMATCH: "image size differs from the annotation",
     MALFORMED_ANNOTATION: "malformed annotation",
     MISSING_ANNOTATION: "image listed in a split without an annotation",
@@ -147,7 +153,8 @@ class DatasetReport:
 # ---- entry points -----------------------------------------------------------
 
 
-def check_dataset(source, splits=None, class_names=None, image_dir=None, decode_images=True):
+def check_dataset(source, splits=None, class_names=None, image_dir=None, decode_images=True,
+                  allow_outside_root=False):
     """Checks a dataset of any supported kind, chosen by what ``source`` is.
 
     Args:
@@ -162,6 +169,8 @@ def check_dataset(source, splits=None, class_names=None, image_dir=None, decode_
       image_dir: COCO image folder.
       decode_images: decode every image (slow on large datasets); False
         only checks that the files exist.
+      allow_outside_root: accept image paths that lead outside the dataset
+        root instead of reporting them (``detect.data.paths``).
 
     Returns:
       ``DatasetReport``.
@@ -172,7 +181,8 @@ def check_dataset(source, splits=None, class_names=None, image_dir=None, decode_
     path = Path(source)
     if not path.exists():
         raise InputError(path, "no such file or folder")
-    kwargs = dict(class_names=class_names, decode_images=decode_images)
+    kwargs = dict(class_names=class_names, decode_images=decode_images,
+                  allow_outside_root=allow_outside_root)
     if path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
         return check_config(path, splits=splits, **kwargs)
     if path.is_file() and path.suffix.lower() == ".json":
@@ -185,7 +195,7 @@ def check_dataset(source, splits=None, class_names=None, image_dir=None, decode_
                            "a YOLO root (with images/ and labels/) or a config YAML")
 
 
-def check_voc(root, splits=None, class_names=None, decode_images=True):
+def check_voc(root, splits=None, class_names=None, decode_images=True, allow_outside_root=False):
     """Checks a VOC-layout dataset, every annotation file on its own.
 
     Args:
@@ -195,7 +205,7 @@ def check_voc(root, splits=None, class_names=None, decode_images=True):
         annotation file, as split ``"all"``, when there are none).
       class_names: classes in class-id order; None for the sorted names the
         annotations use.
-      decode_images: see ``check_dataset``.
+      decode_images, allow_outside_root: see ``check_dataset``.
 
     Returns:
       ``DatasetReport``.
@@ -268,15 +278,13 @@ def check_voc(root, splits=None, class_names=None, decode_images=True):
                                         f"{obj['where']}: unknown class {obj['name']!r}; "
                                         f"known classes: {', '.join(class_names)}"))
                 continue
-            xmin, ymin, xmax, ymax = obj["corners"]
-            # VOC corners are 1-based and inclusive; ours are continuous (see detect.data.voc).
-            boxes.append((xmin - 1.0, ymin - 1.0, xmax, ymax))
+            boxes.append(voc.voc_box(obj["corners"]))
             classes.append(k)
             ignore.append(obj["difficult"])
             where.append(obj["where"])
+        image_path = _confined(problems, voc.image_path, root, ann["filename"], xml_path, allow_outside_root)
         record = Record(image_id=image_id, height=ann["height"], width=ann["width"], boxes=boxes,
-                        classes=classes, ignore=ignore, class_names=class_names,
-                        image_path=str(root / voc.IMAGES_DIR / ann["filename"]))
+                        classes=classes, ignore=ignore, class_names=class_names, image_path=image_path)
         records[image_id] = (record, str(xml_path), where)
 
     _check_split_overlap(split_ids, root / voc.SPLITS_DIR, problems)
@@ -289,7 +297,7 @@ def check_voc(root, splits=None, class_names=None, decode_images=True):
                    decode_images)
 
 
-def check_coco(json_path, image_dir=None, class_names=None, decode_images=True):
+def check_coco(json_path, image_dir=None, class_names=None, decode_images=True, allow_outside_root=False):
     """Checks a COCO instances JSON with ``detect.data.coco.read_coco``.
 
     The reader raises at its first problem; that problem is reported as a
@@ -300,7 +308,7 @@ def check_coco(json_path, image_dir=None, class_names=None, decode_images=True):
       image_dir: image folder; None for the reader's default.
       class_names: ignored (COCO carries its categories); accepted so every
         format takes the same arguments.
-      decode_images: see ``check_dataset``.
+      decode_images, allow_outside_root: see ``check_dataset``.
 
     Returns:
       ``DatasetReport`` with one split named after the JSON file's stem.
@@ -312,8 +320,11 @@ def check_coco(json_path, image_dir=None, class_names=None, decode_images=True):
     split = json_path.stem
     problems, notes, records = [], [], {}
     try:
-        for record in read_coco(json_path, image_dir=image_dir):
+        for record in read_coco(json_path, image_dir=image_dir, allow_outside_root=allow_outside_root):
             records[record.image_id] = (record, str(json_path), None)
+    except OutsideRootError as error:
+        problems.append(Problem(OUTSIDE_ROOT, error.source, error.message))
+        notes.append("the COCO reader stops at its first problem; fix it and check again")
     except InputError as error:
         problems.append(Problem(MALFORMED_ANNOTATION, error.source, error.message))
         notes.append("the COCO reader stops at its first problem; fix it and check again")
@@ -322,7 +333,7 @@ def check_coco(json_path, image_dir=None, class_names=None, decode_images=True):
                    records, problems, notes, decode_images)
 
 
-def check_yolo(root, splits=None, class_names=None, decode_images=True):
+def check_yolo(root, splits=None, class_names=None, decode_images=True, allow_outside_root=False):
     """Checks a YOLO-txt dataset, every label file on its own.
 
     Args:
@@ -331,7 +342,7 @@ def check_yolo(root, splits=None, class_names=None, decode_images=True):
       splits: split folder names; None for every folder under ``images/``
         (or ``images/`` itself, as split ``"all"``, when it has none).
       class_names: classes in class-id order; None for the dataset's own.
-      decode_images: see ``check_dataset``.
+      decode_images, allow_outside_root: see ``check_dataset``.
 
     Returns:
       ``DatasetReport``.
@@ -382,10 +393,14 @@ def check_yolo(root, splits=None, class_names=None, decode_images=True):
             if str(path) in records:
                 continue
             label_path = label_dir / f"{image_id}.txt"
+            confined = [_confined(problems, confined_path, root, p.relative_to(root), p.parent,
+                                  f"image {image_id!r}", allow_outside_root) for p in (path, label_path)]
+            if None in confined:
+                continue
             unlabelled += not label_path.is_file()
             try:
                 # Any class id passes here, so an unknown one is reported as such below.
-                classes, cxcywh = yolo.parse_yolo_labels(label_path, np.iinfo(np.int32).max)
+                classes, cxcywh = yolo.parse_yolo_labels(label_path, yolo.ANY_CLASS)
             except InputError as error:
                 problems.append(Problem(MALFORMED_ANNOTATION, error.source, error.message))
                 classes, cxcywh = np.zeros(0, np.int32), np.zeros((0, 4))
@@ -415,7 +430,7 @@ def check_yolo(root, splits=None, class_names=None, decode_images=True):
                    decode_images)
 
 
-def check_config(path, splits=None, class_names=None, decode_images=True):
+def check_config(path, splits=None, class_names=None, decode_images=True, allow_outside_root=False):
     """Checks the dataset a config YAML's ``data:`` section names.
 
     Reads only ``data.format`` (voc, coco or yolo), ``data.root``,
@@ -428,7 +443,7 @@ def check_config(path, splits=None, class_names=None, decode_images=True):
       path: the YAML file.
       splits: overrides the config's splits.
       class_names: overrides ``data.classes``.
-      decode_images: see ``check_dataset``.
+      decode_images, allow_outside_root: see ``check_dataset``.
 
     Returns:
       ``DatasetReport``, with a note naming the config.
@@ -465,7 +480,9 @@ def check_config(path, splits=None, class_names=None, decode_images=True):
         splits = list(dict.fromkeys(str(s) for s in splits)) or None
     if class_names is None and data.get("classes"):
         class_names = [str(name) for name in data["classes"]]
-    kwargs = dict(class_names=class_names, decode_images=decode_images)
+    allow_outside_root = allow_outside_root or data.get("allow_outside_root") is True
+    kwargs = dict(class_names=class_names, decode_images=decode_images,
+                  allow_outside_root=allow_outside_root)
     if fmt == "voc":
         report = check_voc(root, splits=splits, **kwargs)
     elif fmt == "yolo":
@@ -477,6 +494,15 @@ def check_config(path, splits=None, class_names=None, decode_images=True):
 
 
 # ---- shared checks ----------------------------------------------------------
+
+
+def _confined(problems, resolve, *args):
+    """``str(resolve(*args))``, or None with an ``OUTSIDE_ROOT`` problem if it leaves the root."""
+    try:
+        return str(resolve(*args))
+    except OutsideRootError as error:
+        problems.append(Problem(OUTSIDE_ROOT, error.source, error.message))
+        return None
 
 
 def _finish(source, fmt, class_names, classes_from, split_keys, records, problems, notes,
@@ -553,21 +579,25 @@ def _check_split_overlap(split_ids, folder, problems):
 def _check_images(records, decode_images, problems, notes):
     """Checks every record's image; returns [(width, height) or None] per record."""
     def inspect(record):
+        """(size or None, Problem or None, content format if the file name says another)."""
         if record.image_bytes is not None:
-            return _decoded_size(record.image_bytes, str(record.image_id), record) if decode_images \
-                else (None, None)
+            return (_decoded_size(record.image_bytes, str(record.image_id), record) if decode_images
+                    else (None, None)) + (None,)
         if record.image_path is None:
-            return None, None
+            return None, None, None
         path = Path(record.image_path)
         if not path.is_file():
-            return None, Problem(MISSING_IMAGE, str(path), f"image of {record.image_id!r} not found")
+            return None, Problem(MISSING_IMAGE, str(path), f"image of {record.image_id!r} not found"), None
         if not decode_images:
-            return None, None
+            return None, None, None
         try:
             data = path.read_bytes()
         except OSError as error:
-            return None, Problem(CORRUPT_IMAGE, str(path), f"cannot read: {error.strerror or error}")
-        return _decoded_size(data, str(path), record)
+            return None, Problem(CORRUPT_IMAGE, str(path), f"cannot read: {error.strerror or error}"), None
+        content = image_format(data)
+        named = SUFFIX_FORMATS.get(path.suffix.lower())
+        mismatch = content if content is not None and named is not None and content != named else None
+        return _decoded_size(data, str(path), record) + (mismatch,)
 
     # OpenCV decodes without the GIL, so threads use every core.
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
@@ -576,31 +606,62 @@ def _check_images(records, decode_images, problems, notes):
         notes.append("some records name no image; their images were not checked")
     if not decode_images:
         notes.append("images were not decoded: corrupt images and sizes were not checked")
-    sizes = []
-    for record, (size, problem) in zip(records, results):
+    sizes, misnamed = [], []
+    for record, (size, problem, mismatch) in zip(records, results):
         if problem is not None:
             problems.append(problem)
+        if mismatch is not None:
+            misnamed.append(f"{Path(record.image_path).name} is {mismatch.upper()}")
         sizes.append(size)
+    if misnamed:
+        examples = ", ".join(misnamed[:5]) + (", ..." if len(misnamed) > 5 else "")
+        notes.append(f"{len(misnamed)} image(s) are in another format than their file name says "
+                     f"({examples}); they are decoded by content, so training is not affected")
     return sizes
 
 
 def _decoded_size(data, source, record):
-    """((width, height), None) of an encoded image, or (None, Problem)."""
+    """((width, height), None) of an encoded image, or (None, Problem).
+
+    A truncated JPEG is judged as the pipeline judges it
+    (``detect.data.decoding``): usable if enough of it decodes, which is
+    reported as ``TRUNCATED_IMAGE`` rather than ``CORRUPT_IMAGE``.
+    """
     import cv2  # Lazily: keeps `import detect.data` light.
 
     if not data:
         return None, Problem(CORRUPT_IMAGE, source, f"image of {record.image_id!r} is an empty file")
     # IMREAD_UNCHANGED ignores EXIF orientation, as tf.io.decode_image does.
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if image is None:
+    size = None if image is None else (image.shape[1], image.shape[0])
+    truncated = None
+    if image_format(data) == "jpeg" and (image is None or lacks_end_marker(data)):
+        from detect.data.decoding import MIN_DECODED_FRACTION, inspect_truncated_jpeg  # TensorFlow, rarely
+
+        truncated = inspect_truncated_jpeg(data)
+    if truncated is not None and truncated[1] is not None:
+        fraction, size = truncated
+        if fraction < MIN_DECODED_FRACTION:
+            return None, Problem(CORRUPT_IMAGE, source,
+                                 f"image of {record.image_id!r} is a truncated JPEG of which only "
+                                 f"{fraction:.0%} of the rows decode (at least {MIN_DECODED_FRACTION:.0%} "
+                                 f"needed); training skips it")
+        problem = Problem(TRUNCATED_IMAGE, source,
+                          f"image of {record.image_id!r} is a truncated JPEG; {fraction:.0%} of its rows "
+                          f"decode, the rest is grey")
+        return size, _size_problem(size, source, record) or problem
+    if image is None or truncated is not None:
         return None, Problem(CORRUPT_IMAGE, source,
                              f"image of {record.image_id!r} cannot be decoded (damaged or not an image)")
-    height, width = image.shape[:2]
+    return size, _size_problem(size, source, record)
+
+
+def _size_problem(size, source, record):
+    width, height = size
     if (width, height) != (record.width, record.height):
-        return (width, height), Problem(
-            SIZE_MISMATCH, source, f"the annotation says {record.width} x {record.height} (w x h), "
-                                   f"the image is {width} x {height}")
-    return (width, height), None
+        return Problem(SIZE_MISMATCH, source, f"the annotation says {record.width} x {record.height} (w x h), "
+                                              f"the image is {width} x {height}")
+    return None
 
 
 def _check_boxes(record, source, where, image_size, problems):

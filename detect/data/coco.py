@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from detect.data.paths import confined_path
 from detect.data.records import Record
 from detect.errors import InputError
 from detect.jsonfile import load_json
@@ -23,7 +24,7 @@ IMAGES_DIR = "images"
 ANNOTATIONS_DIR = "annotations"
 
 
-def read_coco(json_path, image_dir=None, drop_empty=False):
+def read_coco(json_path, image_dir=None, drop_empty=False, allow_outside_root=False, skipped=None):
     """Reads a COCO instances JSON through pycocotools.
 
     Args:
@@ -34,6 +35,13 @@ def read_coco(json_path, image_dir=None, drop_empty=False):
         if that exists, else the JSON's folder.
       drop_empty: leave out images without annotations; by default they
         are kept as negatives.
+      allow_outside_root: accept a ``file_name`` that leads outside
+        ``image_dir`` (see ``detect.data.paths``).
+      skipped: None to raise at the first broken image entry (a width or
+        height that is not a positive integer, an annotation whose bbox is
+        not 4 finite numbers); a list to leave such images out instead and
+        append one ``InputError`` per image to it. A file whose structure
+        is broken (missing keys, duplicate or unknown ids) always raises.
 
     Returns:
       list of ``Record`` sorted by image id: ``image_id`` the COCO id,
@@ -46,10 +54,15 @@ def read_coco(json_path, image_dir=None, drop_empty=False):
       InputError: naming the file and the entry, for a missing or malformed
         file, a missing key, a duplicate id, an annotation on an unknown
         image or category, or a non-numeric or non-finite number.
+      OutsideRootError: a ``file_name`` outside ``image_dir``.
     """
     json_path = Path(json_path)
     data = load_json(json_path)
-    _validate(data, json_path)
+    broken = _validate(data, json_path, collect=skipped is not None)
+    if broken:
+        skipped.extend(broken.values())
+        data = dict(data, images=[i for i in data["images"] if i["id"] not in broken],
+                    annotations=[a for a in data["annotations"] if a["image_id"] not in broken])
     coco = _index(data)
     image_dir = Path(image_dir) if image_dir is not None else default_image_dir(json_path)
 
@@ -68,6 +81,8 @@ def read_coco(json_path, image_dir=None, drop_empty=False):
         if drop_empty and not anns:
             continue
         image = coco.imgs[image_id]
+        path = confined_path(image_dir, image["file_name"], json_path,
+                             f"image id {image_id!r}: file_name", allow_outside_root)
         xywh = np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4)
         boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
         records.append(Record(
@@ -78,7 +93,7 @@ def read_coco(json_path, image_dir=None, drop_empty=False):
             classes=np.array([class_index[a["category_id"]] for a in anns], np.int32),
             ignore=np.array([bool(a.get("iscrowd", 0)) for a in anns], bool),
             class_names=class_names,
-            image_path=str(image_dir / image["file_name"]),
+            image_path=str(path),
         ))
     return records
 
@@ -160,8 +175,26 @@ def write_coco(records, path, class_names=None, image_root=None):
 # ---- validation ---------------------------------------------------------------
 
 
-def _validate(data, src):
-    """Checks every field the reader and pycocotools' index use, naming the first bad entry."""
+def _validate(data, src, collect=False):
+    """Checks every field the reader and pycocotools' index use, naming the first bad entry.
+
+    Args:
+      data: the parsed JSON.
+      src: its path, for messages.
+      collect: return the broken image entries (bad size, bad bbox) instead
+        of raising at the first; structural problems still raise.
+
+    Returns:
+      {image id: InputError} of the broken images (empty unless ``collect``).
+    """
+    broken = {}
+
+    def image_problem(image_id, message):
+        error = InputError(src, message)
+        if not collect:
+            raise error
+        broken.setdefault(image_id, error)
+
     if not isinstance(data, dict):
         raise InputError(src, "expected a JSON object with 'images', 'annotations' and "
                               "'categories'")
@@ -180,7 +213,7 @@ def _validate(data, src):
             value = _get(image, key, src, where)
             valid = _is_number(value) and math.isfinite(value) and value > 0
             if not valid or value != int(value):
-                raise InputError(src, f"{where}: {key} must be a positive integer, got {value!r}")
+                image_problem(image["id"], f"{where}: {key} must be a positive integer, got {value!r}")
 
     cat_ids = _ids(data["categories"], "categories", src, (int,))
     names = {}
@@ -207,12 +240,13 @@ def _validate(data, src):
             raise InputError(src, f"{where}: category_id {cat_id!r} is not in 'categories'")
         bbox = _get(ann, "bbox", src, where)
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(map(_is_number, bbox))):
-            raise InputError(src, f"{where}: bbox must be a list of 4 numbers, got {bbox!r}")
-        if not all(math.isfinite(v) for v in bbox):
-            raise InputError(src, f"{where}: bbox is not finite ({bbox})")
+            image_problem(image_id, f"{where}: bbox must be a list of 4 numbers, got {bbox!r}")
+        elif not all(math.isfinite(v) for v in bbox):
+            image_problem(image_id, f"{where}: bbox is not finite ({bbox})")
         crowd = ann.get("iscrowd", 0)
         if crowd not in (0, 1) or isinstance(crowd, bool):
             raise InputError(src, f"{where}: iscrowd must be 0 or 1, got {crowd!r}")
+    return broken
 
 
 def _ids(entries, section, src, types):

@@ -17,7 +17,7 @@ WRITE_FORMATS = ("tfrecord", "coco")
 COCO_JSON_TEMPLATE = "annotations/instances_{split}.json"
 
 
-def read_dataset(fmt, root, split=None, json_path=None, class_names=None):
+def read_dataset(fmt, root, split=None, json_path=None, class_names=None, allow_outside_root=False):
     """Reads a dataset in any supported format.
 
     Args:
@@ -33,6 +33,8 @@ def read_dataset(fmt, root, split=None, json_path=None, class_names=None):
         (VOC: the 20 VOC classes if the annotations use only those, else the
         sorted names found; COCO: categories; YOLO: ``data.yaml``). COCO
         takes its classes from the JSON and rejects this argument.
+      allow_outside_root: accept image paths that lead outside the
+        dataset root (``detect.data.paths``); refused by default.
 
     Returns:
       list of ``Record``.
@@ -50,18 +52,18 @@ def read_dataset(fmt, root, split=None, json_path=None, class_names=None):
             if root is None or split is None:
                 raise InputError(root, "COCO needs an annotation JSON, or a root and a split")
             json_path = Path(root) / COCO_JSON_TEMPLATE.format(split=split)
-            return read_coco(json_path)
-        return read_coco(json_path, image_dir=root)
+            return read_coco(json_path, allow_outside_root=allow_outside_root)
+        return read_coco(json_path, image_dir=root, allow_outside_root=allow_outside_root)
     if root is None:
         raise InputError(fmt, "a dataset root is required")
     if fmt == "yolo":
-        return read_yolo(root, split, class_names)
+        return read_yolo(root, split, class_names, allow_outside_root=allow_outside_root)
     if split is None:
         raise InputError(root, "a VOC split is required (ImageSets/Main/<split>.txt)")
     if class_names is None:
         found = voc_class_names_in(root)
         class_names = VOC_CLASSES if set(found) <= set(VOC_CLASSES) else found
-    return read_voc(root, split, class_names)
+    return read_voc(root, split, class_names, allow_outside_root=allow_outside_root)
 
 
 def convert_dataset(records, to, out, num_shards=8, prefix="data"):

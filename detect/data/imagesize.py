@@ -1,5 +1,9 @@
 """Image size from the file header, without decoding the pixels.
 
+Also the format an image's bytes are in (``image_format``, by content,
+whatever the file is named) and whether a JPEG lacks its end marker
+(``lacks_end_marker``, i.e. was truncated).
+
 Readers whose annotations do not state the image size (YOLO txt) need it
 for every image; decoding a JPEG costs milliseconds, reading its header
 microseconds. PNG and baseline/progressive JPEG are parsed here; anything
@@ -21,6 +25,34 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 # Markers that stand alone, without a length field.
 _JPEG_NO_LENGTH = frozenset([0x01, *range(0xD0, 0xD8)])
+
+_MAGIC = (  # (format, leading bytes); WebP also needs "WEBP" at offset 8
+    ("jpeg", b"\xff\xd8\xff"),
+    ("png", _PNG_SIGNATURE),
+    ("gif", b"GIF8"),
+    ("bmp", b"BM"),
+    ("webp", b"RIFF"),
+)
+SUFFIX_FORMATS = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".gif": "gif", ".bmp": "bmp",
+                  ".webp": "webp"}
+
+
+def image_format(data):
+    """``"jpeg"``, ``"png"``, ``"gif"``, ``"bmp"``, ``"webp"`` from the leading bytes, else None."""
+    for name, magic in _MAGIC:
+        if data.startswith(magic) and (name != "webp" or data[8:12] == b"WEBP"):
+            return name
+    return None
+
+
+def lacks_end_marker(data):
+    """True if a JPEG's bytes have no end-of-image marker after the last start-of-scan.
+
+    Scan data cannot contain the marker (0xFF is stuffed there), and an
+    embedded EXIF thumbnail's own marker comes before the main scan, so
+    this finds truncation without decoding.
+    """
+    return data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
 
 
 def image_size(path):
@@ -97,4 +129,4 @@ def _decoded_size(path):
     return int(image.shape[0]), int(image.shape[1])
 
 
-__all__ = ["image_size"]
+__all__ = ["SUFFIX_FORMATS", "image_format", "image_size", "lacks_end_marker"]

@@ -31,16 +31,20 @@ augmentation on, ``transform`` describes the resize only.
 Bad input. tf.data has no try/except, and a failing op ends the epoch.
 So reading (or parsing the Example) and decoding each run in a one-element
 dataset with ``ignore_errors()``, followed by a marker element that is only
-produced when the step gave nothing. A missing, truncated or corrupt image,
-or an unparseable Example, thus becomes a marked element, decoding stays in
-the graph, and the price is about 0.1 ms per image per step. Marked
-elements, and images whose annotation is broken (non-finite coordinates,
+produced when the step gave nothing. A missing or corrupt image, or an
+unparseable Example, thus becomes a marked element, decoding stays in the
+graph, and the price is about 0.1 ms per image per step. A JPEG that fails
+to decode gets a second try that recovers a truncated file
+(``detect.data.decoding``): if at least ``MIN_DECODED_FRACTION`` of its
+rows decode it is used and marked repaired. Marked elements, repaired
+images, and images whose annotation is broken (non-finite coordinates,
 negative class ids), go to a Python callback that runs only for them: it
 logs a warning naming the file (for TFRecords ``shard[image_id]``, or
 ``shard[record i]`` when even the id is unreadable) and counts it in a
-``SkipCounter``; with ``strict=True`` it raises ``InputError`` instead and
-the iterator fails with a ``tf.errors.InvalidArgumentError`` whose message
-is that line. Boxes beyond ``max_boxes`` are dropped with a counted
+``SkipCounter`` (skipped or repaired); with ``strict=True`` it raises
+``InputError`` instead, keeps it as the counter's ``fatal``, and the
+iterator fails with a ``tf.errors.InvalidArgumentError``; iterate inside
+``input_errors()`` to get the one-line ``InputError`` back. Boxes beyond ``max_boxes`` are dropped with a counted
 warning; clipped and degenerate boxes are counted. The training loop reads
 ``pipeline_stats()`` (or its own counter) at the end of an epoch and resets
 it. With ``cache=True`` skips are reported in the first epoch only.
@@ -55,6 +59,7 @@ drop their iterators before exiting.
 """
 
 import atexit
+import contextlib
 import logging
 import os
 import threading
@@ -66,6 +71,7 @@ import tensorflow as tf
 
 from detect.data import transforms
 from detect.data.augment import ThreadLocalAugmenter
+from detect.data.decoding import MIN_DECODED_FRACTION, decode, decode_truncated_jpeg
 from detect.data.records import Record
 from detect.errors import InputError
 
@@ -78,6 +84,8 @@ UNREADABLE_FILE = "cannot read the image file"
 UNDECODABLE_IMAGE = "cannot decode the image (truncated, corrupt or not an image)"
 UNPARSEABLE_EXAMPLE = "cannot parse the Example"
 BROKEN_ANNOTATION = "broken annotation (non-finite box coordinates or negative class id)"
+# Why an image was repaired (used, with a warning) rather than skipped.
+TRUNCATED_JPEG = "truncated JPEG; the rows that decode are used, the rest is grey"
 
 _MAX_NAMES = 100  # skipped-file names kept for the summary
 _ISOLATION_CYCLE = max(4, os.cpu_count() or 1)  # images read and decoded at once
@@ -102,41 +110,75 @@ class SkipCounter:
         with self._lock:
             self.skipped = {}  # reason -> images
             self.skipped_names = []
+            self.repaired = {}  # reason -> images
+            self.repaired_names = []
             self.truncated_images = 0
             self.truncated_boxes = 0
             self.clipped_boxes = 0
             self.degenerate_boxes = 0
 
+        # The InputError a strict pipeline stopped on; tf.data reports it as an
+        # OpError, and ``input_errors`` turns that back into this one line.
+        self.fatal = None
+
     @property
     def num_skipped(self):
         return sum(self.skipped.values())
+
+    @property
+    def num_repaired(self):
+        return sum(self.repaired.values())
 
     def as_dict(self):
         """The counts as a plain dict (a copy)."""
         with self._lock:
             return {"skipped": dict(self.skipped), "skipped_names": list(self.skipped_names),
+                    "repaired": dict(self.repaired), "repaired_names": list(self.repaired_names),
                     "truncated_images": self.truncated_images, "truncated_boxes": self.truncated_boxes,
                     "clipped_boxes": self.clipped_boxes, "degenerate_boxes": self.degenerate_boxes}
 
     def summary(self):
         """One line for an end-of-epoch log."""
         d = self.as_dict()
-        names = ", ".join(d["skipped_names"][:5]) + (", ..." if len(d["skipped_names"]) > 5 else "")
-        return (f"input pipeline: {sum(d['skipped'].values())} images skipped"
-                f"{f' ({names})' if names else ''}; {d['truncated_boxes']} boxes beyond max_boxes dropped "
+
+        def listed(names):
+            text = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            return f" ({text})" if text else ""
+
+        return (f"input pipeline: {sum(d['skipped'].values())} images skipped{listed(d['skipped_names'])}; "
+                f"{sum(d['repaired'].values())} repaired{listed(d['repaired_names'])}; "
+                f"{d['truncated_boxes']} boxes beyond max_boxes dropped "
                 f"in {d['truncated_images']} images; {d['clipped_boxes']} boxes clipped to the image; "
                 f"{d['degenerate_boxes']} degenerate boxes dropped")
 
     # The methods below are called from tf.data threads.
 
     def skip(self, name, reason, strict):
+        """Counts a skipped image; with ``strict`` raises ``InputError`` (and keeps it as ``fatal``)."""
         if strict:
-            raise InputError(name, reason)
+            self.fatal = InputError(name, reason)
+            raise self.fatal
         log.warning("skipping %s: %s", name, reason)
         with self._lock:
             self.skipped[reason] = self.skipped.get(reason, 0) + 1
             if len(self.skipped_names) < _MAX_NAMES:
                 self.skipped_names.append(name)
+
+    def repair(self, name, reason, strict):
+        """Counts an image used after a repair; with ``strict`` it is an error like a skip.
+
+        ``reason`` may end in a detail in parentheses (how much decoded);
+        the count is kept per reason without it.
+        """
+        if strict:
+            self.fatal = InputError(name, f"{reason}; data.strict refuses repaired images")
+            raise self.fatal
+        log.warning("repaired %s: %s", name, reason)
+        kind = reason.split(" (")[0]
+        with self._lock:
+            self.repaired[kind] = self.repaired.get(kind, 0) + 1
+            if len(self.repaired_names) < _MAX_NAMES:
+                self.repaired_names.append(name)
 
     def truncate(self, name, num_boxes, max_boxes):
         log.warning("%s: %d boxes, more than max_boxes = %d; dropping the last %d",
@@ -157,6 +199,24 @@ _DEFAULT_COUNTER = SkipCounter()
 def pipeline_stats():
     """The ``SkipCounter`` that datasets built without their own counter share."""
     return _DEFAULT_COUNTER
+
+
+@contextlib.contextmanager
+def input_errors(counter=None):
+    """Re-raises a strict pipeline's failure as the ``InputError`` that caused it.
+
+    tf.data can only report an exception raised inside the pipeline as a
+    ``tf.errors.OpError`` with a long message; iterate a strict dataset
+    inside this context to get the one-line error instead.
+    """
+    counter = _DEFAULT_COUNTER if counter is None else counter
+    counter.fatal = None
+    try:
+        yield
+    except tf.errors.OpError:
+        if counter.fatal is not None:
+            raise counter.fatal from None
+        raise
 
 
 class _PythonCalls:
@@ -260,7 +320,7 @@ def build_dataset(source, *, training, batch_size, image_size=416, max_boxes=100
     ds, loaders = _source(source, training=training, seed=seed, input_context=input_context)
     if training and not cache:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.interleave(_isolated(*loaders), cycle_length=_ISOLATION_CYCLE, block_length=1,
+    ds = ds.interleave(_isolated(*loaders, _recover_truncated, _failed_decode), cycle_length=_ISOLATION_CYCLE, block_length=1,
                        num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     ds = ds.map(_reporter(counter, strict)).filter(lambda x: x["ok"])
     ds = ds.map(_boxes_fixer(counter), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
@@ -326,12 +386,12 @@ def distribute_dataset(strategy, make_fn, global_batch_size):
 # ---- sources ----------------------------------------------------------------------
 
 def _source(source, *, training, seed, input_context):
-    """Elements to load and ``(read, failed_read, decode, failed_decode)`` for ``_isolated``."""
+    """Elements to load and ``(read, failed_read, decode)`` for ``_isolated``."""
     if isinstance(source, (list, tuple)) and source and all(isinstance(r, Record) for r in source):
         ds = _records_dataset(source)
         if input_context is not None:
             ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-        return ds, (_read_record, _failed_read, _decode_image, _failed_decode)
+        return ds, (_read_record, _failed_read, _decode_image)
     if isinstance(source, (list, tuple)) and not source:
         raise ValueError("build_dataset: the source is an empty list")
     if isinstance(source, (list, tuple)) and any(isinstance(r, Record) for r in source):
@@ -350,7 +410,7 @@ def _source(source, *, training, seed, input_context):
                        num_parallel_calls=AUTOTUNE, deterministic=True)
     if input_context is not None and not per_file:
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    return ds, (_example_parser(parse_example), _failed_parse, _decode_image, _failed_decode)
+    return ds, (_example_parser(parse_example), _failed_parse, _decode_image)
 
 
 def _records_dataset(records):
@@ -374,16 +434,10 @@ def _shard_examples(path):
         lambda i, serialized: {"shard": path, "index": i, "serialized": serialized})
 
 
-def _decode(data):
-    """[H, W, 3] uint8 from encoded bytes; JPEG with the faster integer IDCT."""
-    return tf.cond(tf.io.is_jpeg(data),
-                   lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_FAST"),
-                   lambda: tf.io.decode_image(data, channels=3, expand_animations=False))
-
-
 def _read(name, image_id, data, boxes, classes, ignore, ok=True, reason=""):
     return {"name": name, "image_id": image_id, "data": data, "boxes": boxes, "classes": classes,
-            "ignore": ignore, "ok": tf.constant(ok), "reason": tf.constant(reason)}
+            "ignore": ignore, "ok": tf.constant(ok), "reason": tf.constant(reason),
+            "repaired": tf.constant(False)}
 
 
 def _read_record(x):
@@ -413,7 +467,17 @@ def _failed_parse(x):
 
 def _decode_image(x):
     """Swaps the encoded bytes for the [H, W, 3] uint8 image."""
-    out = dict(x, image=_decode(x["data"]))
+    out = dict(x, image=decode(x["data"]))
+    del out["data"]
+    return out
+
+
+def _recover_truncated(x):
+    """``_decode_image`` for a truncated JPEG, marked repaired; fails if too little decodes."""
+    image, fraction = decode_truncated_jpeg(x["data"])
+    reason = tf.strings.join([TRUNCATED_JPEG, " (", tf.strings.as_string(tf.round(fraction * 100), precision=0),
+                              "% of the rows decode)"])
+    out = dict(x, image=image, repaired=tf.constant(True), reason=reason)
     del out["data"]
     return out
 
@@ -425,13 +489,15 @@ def _failed_decode(x):
     return out
 
 
-def _isolated(read, failed_read, decode, failed_decode):
-    """Per element: read then decode; a failing step yields its marker instead of an error."""
+def _isolated(read, failed_read, decode, recover, failed_decode):
+    """Per element: read then decode (else recover); a failing step yields its marker instead of an error."""
     def one(x):
         single = tf.data.Dataset.from_tensors(x)
         read_ok = single.map(read).ignore_errors()
         # Each fallback is evaluated only when the step before it produced nothing.
-        decoded = read_ok.map(decode).ignore_errors().concatenate(read_ok.map(failed_decode)).take(1)
+        decoded = (read_ok.map(decode).ignore_errors()
+                   .concatenate(read_ok.map(recover).ignore_errors())
+                   .concatenate(read_ok.map(failed_decode)).take(1))
         return decoded.concatenate(single.map(failed_read).map(failed_decode)).take(1)
 
     return one
@@ -451,8 +517,9 @@ def _after(flag, x):
 
 
 def _reporter(counter, strict):
-    def report(name, reason):
-        counter.skip(name.decode("utf-8", "replace"), reason.decode(), strict)
+    def report(name, reason, ok):
+        report_to = counter.repair if ok else counter.skip
+        report_to(name.decode("utf-8", "replace"), reason.decode(), strict)
         return False
 
     def step(x):
@@ -460,9 +527,11 @@ def _reporter(counter, strict):
                                                tf.reduce_all(x["classes"] >= 0)))
         reason = tf.where(x["ok"] & broken, BROKEN_ANNOTATION, x["reason"])
         ok = x["ok"] & tf.logical_not(broken)
-        flag = tf.cond(ok, lambda: tf.constant(False),
-                       lambda: _callback(report, [x["name"], reason], on_close=lambda *a: False))
-        return _after(flag, dict(x, ok=ok))
+        flag = tf.cond(ok & tf.logical_not(x["repaired"]), lambda: tf.constant(False),
+                       lambda: _callback(report, [x["name"], reason, ok], on_close=lambda *a: False))
+        out = dict(x, ok=ok)
+        del out["repaired"], out["reason"]
+        return _after(flag, out)
 
     return step
 

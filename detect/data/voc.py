@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from detect.data.paths import confined_path
 from detect.data.records import Record
-from detect.errors import InputError
+from detect.errors import InputError, UnknownClassError
 
 # The 20 Pascal VOC classes in the devkit's order (class id = position).
 VOC_CLASSES = (
@@ -47,7 +48,7 @@ def voc_splits(root):
     return sorted(p.stem for p in folder.glob("*.txt")) if folder.is_dir() else []
 
 
-def read_voc(root, split, class_names=None, skip_unknown=False):
+def read_voc(root, split, class_names=None, skip_unknown=False, allow_outside_root=False, skipped=None):
     """Reads one split of a VOC-layout dataset.
 
     Args:
@@ -59,6 +60,11 @@ def read_voc(root, split, class_names=None, skip_unknown=False):
         ``VOC_CLASSES``.
       skip_unknown: drop objects whose class is not in ``class_names``
         instead of raising.
+      allow_outside_root: accept a ``<filename>`` that leads outside
+        ``root`` (see ``detect.data.paths``).
+      skipped: None to raise at the first broken annotation file (missing,
+        malformed XML, a missing or non-numeric field); a list to leave such
+        images out instead and append their ``InputError`` to it.
 
     Returns:
       list of ``Record``, in the split file's order. Boxes are ``[N, 4]``
@@ -67,9 +73,11 @@ def read_voc(root, split, class_names=None, skip_unknown=False):
       ``<size>``. Degenerate boxes are kept as annotated.
 
     Raises:
-      InputError: naming the file and the entry, for a missing root, split
-        file or annotation, malformed XML, a missing or non-numeric field,
-        or an unknown class (listing the known ones).
+      InputError: naming the file and the entry, for a missing root or
+        split file, a broken annotation file (unless ``skipped`` collects
+        them), or an unknown class (listing the known ones), which is a
+        wrong class list rather than a broken file.
+      OutsideRootError: a ``<filename>`` outside the root.
     """
     root = Path(root)
     class_names = tuple(VOC_CLASSES if class_names is None else class_names)
@@ -77,17 +85,22 @@ def read_voc(root, split, class_names=None, skip_unknown=False):
     records = []
     for image_id in read_split(root, split):
         xml_path = root / ANNOTATIONS_DIR / f"{image_id}.xml"
-        ann = _parse_annotation(xml_path)
+        try:
+            ann = _parse_annotation(xml_path)
+        except InputError as error:
+            if skipped is None:
+                raise
+            skipped.append(error)
+            continue
         boxes, classes, ignore = [], [], []
         for obj in ann["objects"]:
             k = class_index.get(obj["name"])
             if k is None:
                 if skip_unknown:
                     continue
-                raise InputError(xml_path, f"{obj['where']}: unknown class {obj['name']!r}; "
+                raise UnknownClassError(xml_path, f"{obj['where']}: unknown class {obj['name']!r}; "
                                            f"known classes: {', '.join(class_names)}")
-            xmin, ymin, xmax, ymax = obj["corners"]
-            boxes.append((xmin - 1.0, ymin - 1.0, xmax, ymax))
+            boxes.append(voc_box(obj["corners"]))
             classes.append(k)
             ignore.append(obj["difficult"])
         records.append(Record(
@@ -98,9 +111,20 @@ def read_voc(root, split, class_names=None, skip_unknown=False):
             classes=np.array(classes, np.int32),
             ignore=np.array(ignore, bool),
             class_names=class_names,
-            image_path=str(root / IMAGES_DIR / ann["filename"]),
+            image_path=str(image_path(root, ann["filename"], xml_path, allow_outside_root)),
         ))
     return records
+
+
+def voc_box(corners):
+    """Our continuous-edge ``(x1, y1, x2, y2)`` from VOC's 1-based inclusive ``(xmin, ymin, xmax, ymax)``."""
+    xmin, ymin, xmax, ymax = corners
+    return xmin - 1.0, ymin - 1.0, xmax, ymax
+
+
+def image_path(root, filename, xml_path, allow_outside_root=False):
+    """``root/JPEGImages/<filename>``, refused if it leaves ``root`` (``detect.data.paths``)."""
+    return confined_path(root, Path(IMAGES_DIR) / filename, xml_path, "<filename>", allow_outside_root)
 
 
 def voc_class_names_in(root, split=None):

@@ -21,8 +21,9 @@ import numpy as np
 import yaml
 
 from detect.data.imagesize import image_size
+from detect.data.paths import confined_path
 from detect.data.records import Record
-from detect.errors import InputError
+from detect.errors import InputError, UnknownClassError
 
 IMAGES_DIR = "images"
 LABELS_DIR = "labels"
@@ -30,6 +31,7 @@ DATA_YAML = "data.yaml"
 NAMES_TXT = "names.txt"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 _FIELDS = 5  # class cx cy w h
+ANY_CLASS = np.iinfo(np.int32).max  # ``parse_yolo_labels`` bound that accepts every class id
 
 
 def is_yolo_root(path):
@@ -44,7 +46,7 @@ def yolo_splits(root):
     return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
 
-def read_yolo(root, split, class_names=None):
+def read_yolo(root, split, class_names=None, allow_outside_root=False, skipped=None):
     """Reads one split of a YOLO txt dataset.
 
     Args:
@@ -53,6 +55,12 @@ def read_yolo(root, split, class_names=None):
         in ``images/`` (and labels in ``labels/``).
       class_names: classes in class-id order; None to read them from
         ``data.yaml`` or ``names.txt``.
+      allow_outside_root: accept image and label files (symbolic links)
+        that lead outside ``root`` (see ``detect.data.paths``).
+      skipped: None to raise at the first broken image (a label line
+        without 5 fields, a non-number, a non-finite value, an image whose
+        size cannot be read); a list to leave such images out instead and
+        append their ``InputError`` to it.
 
     Returns:
       list of ``Record`` sorted by ``image_id``, the image's path relative to
@@ -63,8 +71,10 @@ def read_yolo(root, split, class_names=None):
 
     Raises:
       InputError: naming the file (and line), for a missing image or label
-        folder, no class names, a label line without 5 fields, a
-        non-number, a non-finite value or a class id out of range.
+        folder, no class names, a broken image or label file (unless
+        ``skipped`` collects them), or a class id out of range (a wrong
+        class list rather than a broken file).
+      OutsideRootError: an image or label file that leads outside ``root``.
     """
     root = Path(root)
     if not (root / IMAGES_DIR).is_dir():
@@ -87,9 +97,20 @@ def read_yolo(root, split, class_names=None):
             # Both images would share one label file.
             raise InputError(path, f"image id {image_id!r} is also used by {seen[image_id].name}")
         seen[image_id] = path
-        label_path = label_dir / f"{image_id}.txt"
-        height, width = image_size(path)
-        classes, cxcywh = parse_yolo_labels(label_path, len(class_names))
+        where = f"image {image_id!r}"
+        path = confined_path(root, path.relative_to(root), image_dir, where, allow_outside_root)
+        label_path = confined_path(root, label_dir.relative_to(root) / f"{image_id}.txt", label_dir,
+                                   f"{where}: label file", allow_outside_root)
+        try:
+            height, width = image_size(path)
+            classes, cxcywh = parse_yolo_labels(label_path, len(class_names))
+        except UnknownClassError:
+            raise
+        except InputError as error:
+            if skipped is None:
+                raise
+            skipped.append(error)
+            continue
         scale = np.array([width, height, width, height], np.float64)
         boxes = np.concatenate([cxcywh[:, :2] - cxcywh[:, 2:] / 2,
                                 cxcywh[:, :2] + cxcywh[:, 2:] / 2], axis=1) * scale
@@ -117,7 +138,8 @@ def parse_yolo_labels(path, num_classes):
       ``(classes [N] int32, boxes_cxcywh [N, 4] float64 normalised)``.
 
     Raises:
-      InputError: naming the file and line number of a bad line.
+      InputError: naming the file and line number of a bad line;
+        ``UnknownClassError`` for a class id out of range.
     """
     path = Path(path)
     try:
@@ -136,7 +158,7 @@ def parse_yolo_labels(path, num_classes):
                                    f"'class cx cy w h', got {len(fields)}")
         k = _class_id(fields[0], path, line_no)
         if not 0 <= k < num_classes:
-            raise InputError(path, f"line {line_no}: class {k} is out of range "
+            raise UnknownClassError(path, f"line {line_no}: class {k} is out of range "
                                    f"0..{num_classes - 1}")
         values = []
         for name, text_value in zip(("cx", "cy", "w", "h"), fields[1:]):

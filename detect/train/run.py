@@ -17,13 +17,20 @@ def build_task(config, num_classes):
     return YoloDetector(num_classes, config.model, input_shape=(None, None, 3))
 
 
-def make_datasets(config, train_records, val_records, strategy):
-    """(train_data(epoch) -> dataset, val dataset, steps per epoch)."""
-    from detect.data.pipeline import build_dataset
+def make_datasets(config, train_records, val_records, strategy, train_skipped=()):
+    """(train_data(epoch) -> dataset, val dataset, steps per epoch).
+
+    ``train_skipped``: the ``InputError`` of each training image left out
+    when the split was read; each epoch counts them among its skipped
+    images, so the end-of-epoch summary names them with the others.
+    """
+    from detect.data.pipeline import build_dataset, pipeline_stats
 
     data, train = config.data, config.train
 
     def train_data(epoch):
+        for error in train_skipped:
+            pipeline_stats().skip(error.source, error.message, strict=False)
         return build_dataset(
             train_records, training=True, batch_size=train.batch_size, image_size=data.image_size,
             max_boxes=data.max_boxes, augment=data.augment, multiscale_sizes=data.multiscale_sizes or None,
@@ -50,13 +57,19 @@ def train_from_config(config_path, overrides=(), out_dir=None, resume=False, pro
     strategy = make_strategy(config.train.distribute)
     prepare_data(config.data)
     class_names = class_names_of(config.data)
-    train_records = load_records(config.data, config.data.train_split, class_names)
-    val_records = load_records(config.data, config.data.val_split, class_names)
+    # Broken annotations are skipped and counted, or with data.strict stop the run here.
+    train_skipped = None if config.data.strict else []
+    val_skipped = None if config.data.strict else []
+    train_records = load_records(config.data, config.data.train_split, class_names, train_skipped)
+    val_records = load_records(config.data, config.data.val_split, class_names, val_skipped)
     print(f"{config.name}: {len(train_records)} training and {len(val_records)} validation images, "
           f"{len(class_names)} classes; run directory {run_dir}", flush=True)
+    for split, skipped in (("training", train_skipped), ("validation", val_skipped)):
+        for error in skipped or ():
+            print(f"warning: {split} image skipped, broken annotation: {error}", flush=True)
     with strategy.scope():
         task = build_task(config, len(class_names))
-    train_data, val_data, steps = make_datasets(config, train_records, val_records, strategy)
+    train_data, val_data, steps = make_datasets(config, train_records, val_records, strategy, train_skipped or ())
     from detect.data.transforms import unmap_boxes
 
     predict_fn = make_predict_fn(task)
@@ -66,7 +79,7 @@ def train_from_config(config_path, overrides=(), out_dir=None, resume=False, pro
         summary, _ = evaluate_predictions(predictions, val_records, class_names)
         return summary
 
-    from detect.data.pipeline import pipeline_stats
+    from detect.data.pipeline import input_errors, pipeline_stats
 
     def epoch_report():
         # Skipped or repaired inputs of the epoch, then start counting afresh.
@@ -80,7 +93,8 @@ def train_from_config(config_path, overrides=(), out_dir=None, resume=False, pro
     trainer = Trainer(task, config.train, run_dir, train_data, steps, evaluate=evaluate, strategy=strategy,
                       config_snapshot=config_snapshot(config), images_per_batch=config.train.batch_size,
                       progress=progress, epoch_report=epoch_report)
-    history = trainer.fit(resume=resume)
+    with input_errors():  # data.strict: the bad file as one line, not a TensorFlow traceback
+        history = trainer.fit(resume=resume)
     print(summary_table(history), flush=True)
     best = history.get("best")
     if best:
