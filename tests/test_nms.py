@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from compile_check import assert_same_compiled
 from detect.ops import PAD_CLASS, PAD_INDEX, batched_nms, nms
+from detect.ops.nms import SEARCH_ALL, _batched_nms, _cutoff_candidates
 
 
 def random_boxes(rng, shape, size=200.0):
@@ -23,6 +24,32 @@ def clustered_boxes(rng, n, clusters=6):
     # reorders their corners instead).
     lo, hi = np.minimum(boxes[:, :2], boxes[:, 2:]), np.maximum(boxes[:, :2], boxes[:, 2:])
     return np.concatenate([lo, hi + 1], axis=1).astype(np.float32)
+
+
+def crowd(rng, batch, num_boxes, num_classes, num_objects, size=200.0):
+    """A dense crowd: objects close together, every box a jittered duplicate
+    of one of them, scored by its object's confidence (so the best pairs are
+    many duplicates of a few objects), plus weak scores for other classes.
+
+    Returns:
+      boxes [B, N, 4] xyxy, scores [B, N, C] (distinct).
+    """
+    boxes = np.empty((batch, num_boxes, 4), np.float32)
+    scores = np.empty((batch, num_boxes, num_classes), np.float32)
+    for b in range(batch):
+        centre = rng.uniform(0, size, (num_objects, 2))
+        wh = rng.uniform(8, 20, (num_objects, 2))
+        owner = rng.integers(0, num_objects, num_boxes)
+        jitter = rng.normal(0, 0.05, (num_boxes, 4))
+        ctr = centre[owner] + jitter[:, :2] * wh[owner]
+        half = wh[owner] * np.exp(jitter[:, 2:]) / 2
+        boxes[b] = np.concatenate([ctr - half, ctr + half], axis=1)
+        confidence = rng.uniform(0.2, 1.0, num_objects)
+        scores[b] = rng.uniform(0, 0.1, (num_boxes, num_classes))
+        scores[b, np.arange(num_boxes), owner % num_classes] = confidence[owner] * rng.uniform(0.8, 1.0, num_boxes)
+    # Distinct scores: ties would make the order (and the reference) ambiguous.
+    assert len(np.unique(scores)) == scores.size
+    return boxes, scores
 
 
 def np_iou(a, b):
@@ -193,3 +220,84 @@ def test_batched_rejects_dynamic_class_axis():
                      input_signature=[tf.TensorSpec([1, 3, None])])
     with pytest.raises(ValueError, match="static N and C"):
         fn.get_concrete_function()
+
+
+# ---- batched: the fallback searches -------------------------------------------------
+
+def _pair_rank_of_last_kept(scores, ref):
+    """How many (box, class) pairs score at least the K-th kept detection."""
+    return int((scores >= ref[-1][0]).sum())
+
+
+def test_batched_dense_crowd_takes_the_fallback_and_stays_exact():
+    rng = np.random.default_rng(6)
+    boxes, scores = crowd(rng, 2, 600, 3, 40)
+    per_class, total, pool = 15, 15, 32
+    for b in range(2):
+        ref = batched_reference(boxes[b], scores[b], per_class, total, 0.5, 0.05)
+        assert len(ref) == total
+        # The first pool holds the 32 best pairs; the answer reaches further
+        # down, so only a fallback search can find it.
+        assert _pair_rank_of_last_kept(scores[b], ref) > pool
+    out, level = _batched_nms(boxes, scores, per_class, total, 0.5, 0.05, candidate_pool=pool, tile_size=16)
+    assert int(level) == 1  # the first wider pool
+    _assert_equals_reference({k: v.numpy() for k, v in out.items()}, boxes, scores, per_class, total, 0.5, 0.05)
+    tf_ref = tf.image.combined_non_max_suppression(boxes[:, :, None], scores, per_class, total, 0.5, 0.05,
+                                                   clip_boxes=False)
+    np.testing.assert_array_equal(out["num_detections"], tf_ref.valid_detections)
+    np.testing.assert_allclose(out["scores"], tf_ref.nmsed_scores, rtol=1e-6)
+    np.testing.assert_allclose(out["boxes"], tf_ref.nmsed_boxes, rtol=1e-6)
+    np.testing.assert_array_equal(out["classes"], tf_ref.nmsed_classes.numpy().astype(np.int32))
+    # The public function gives the same, with the documented keys only.
+    public = batched_nms(boxes, scores, per_class, total, 0.5, 0.05, candidate_pool=pool, tile_size=16)
+    assert sorted(public) == ["boxes", "classes", "num_detections", "scores"]
+    for key in public:
+        np.testing.assert_array_equal(public[key], out[key])
+
+
+def test_batched_fallback_eager_equals_compiled():
+    rng = np.random.default_rng(7)
+    boxes, scores = crowd(rng, 2, 400, 2, 30)
+    result = assert_same_compiled(
+        lambda b, s: _batched_nms(b, s, 12, 12, 0.5, 0.05, candidate_pool=24, tile_size=16), boxes, scores)
+    out, level = result
+    assert level == 1
+    _assert_equals_reference(out, boxes, scores, 12, 12, 0.5, 0.05)
+
+
+def test_batched_last_resort_when_wider_pools_are_not_enough():
+    # Every box duplicates one of three objects, so fewer than K survive and
+    # every candidate above the threshold must be seen: no pool is enough.
+    rng = np.random.default_rng(8)
+    boxes, scores = crowd(rng, 1, 600, 1, 3)
+    out, level = _batched_nms(boxes, scores, 10, 10, 0.5, 0.0, candidate_pool=8, tile_size=16)
+    assert int(level) == SEARCH_ALL
+    assert int(out["num_detections"][0]) < 10
+    _assert_equals_reference({k: v.numpy() for k, v in out.items()}, boxes, scores, 10, 10, 0.5, 0.0)
+
+
+def test_cutoff_candidates_sorted_and_bounded_on_overflow():
+    rng = np.random.default_rng(9)
+    scores = rng.permutation(2 * 50 * 3).reshape(2, 50, 3).astype(np.float32) / 300
+    boxes = random_boxes(rng, (2, 50))
+    cutoff = np.array([0.5, 0.97], np.float32)
+    size = 10
+    cand_scores, cand_boxes, cand_classes, excluded_max = (
+        t.numpy() for t in _cutoff_candidates(tf.constant(boxes), tf.constant(scores), tf.constant(cutoff), size))
+    for b in range(2):
+        above = sorted(scores[b][scores[b] > cutoff[b]], reverse=True)
+        n = min(len(above), size)
+        kept = cand_scores[b, :n]
+        np.testing.assert_array_equal(kept, sorted(kept, reverse=True))
+        assert set(kept) <= set(above)
+        np.testing.assert_array_equal(cand_scores[b, n:], -np.inf)
+        # Each candidate carries its own box and class.
+        for k in range(n):
+            box, cls = np.argwhere(scores[b] == kept[k])[0]
+            assert cand_classes[b, k] == cls
+            np.testing.assert_array_equal(cand_boxes[b, k], boxes[b, box])
+        # The bound: the best pair above the cutoff left out, else the cutoff.
+        left_out = sorted(set(above) - set(kept))
+        assert excluded_max[b] == (left_out[-1] if left_out else cutoff[b])
+    assert len(scores[0][scores[0] > 0.5]) > size  # image 0 overflowed
+    assert len(scores[1][scores[1] > 0.97]) <= size  # image 1 did not

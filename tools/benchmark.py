@@ -10,13 +10,23 @@ Each line prints the median wall time of ours and of the reference, the
 speed ratio (reference / ours, > 1 means we are faster) and whether the two
 agree on the result. Timings are of warmed-up, already-traced functions on
 inputs already in memory.
+
+The ops suite prints, for ours and for every reference of a row, the first
+call (tracing and XLA compilation included), the median warm call, and the
+peak memory of one call measured by the allocator that serves it
+(TensorFlow's for TensorFlow code, tracemalloc for numpy); ours and the
+references are timed in alternation, so load from other processes falls on
+both.
 """
 
 import argparse
 import os
 import sys
 import time
+import tracemalloc
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,13 +43,6 @@ def median_seconds(fn, repeats):
         fn()
         times.append(time.perf_counter() - start)
     return float(np.median(times))
-
-
-def report(name, ours_s, ref_name, ref_s, agree):
-    ratio = ref_s / ours_s if ours_s > 0 else float("inf")
-    print(f"{name:<48} ours {ours_s * 1e3:9.2f} ms | {ref_name:<34} {ref_s * 1e3:9.2f} ms | "
-          f"x{ratio:6.2f} | {'same result' if agree else 'DIFFERENT RESULT'}", flush=True)
-    return ratio
 
 
 # ---- data ---------------------------------------------------------------------
@@ -83,6 +86,50 @@ def detector_outputs(seed, batch=8, num_boxes=20000, num_classes=80, size=640.0)
         logits = rng.normal(-6.9, 1.5, (num_boxes, num_classes))
         own = logits[rows, obj_cls[owner]]
         logits[rows, obj_cls[owner]] = np.where(near, rng.normal(2.0, 1.0, num_boxes), own)
+        scores[b] = objectness[:, None] / (1 + np.exp(-logits))
+    return boxes, scores
+
+
+def crowd_outputs(seed, batch=8, num_boxes=20000, num_classes=80, size=640.0, objects=(300, 500)):
+    """Raw detector outputs on a dense crowd, where NMS has the most to do.
+
+    Per image hundreds of people (uniform in ``objects``; 95% class 0) of
+    12 to 60 px wide, packed so closely that neighbours overlap, and 60% of
+    the boxes are tightly jittered duplicates of them (about 30 per person).
+    A person's duplicates share its confidence (how visible it is), so the
+    best-scoring pairs are mostly duplicates of the same few people: the
+    ``max_total_size`` people kept lie far down the score order, beyond the
+    first candidate pool of ``batched_nms``, whose exact fallback is then
+    what gets timed. The rest are background boxes scored as in
+    :func:`detector_outputs`.
+
+    Returns:
+      boxes [B, N, 4] xyxy, scores [B, N, C].
+    """
+    rng = np.random.default_rng(seed)
+    boxes = np.empty((batch, num_boxes, 4), np.float32)
+    scores = np.empty((batch, num_boxes, num_classes), np.float32)
+    rows = np.arange(num_boxes)
+    for b in range(batch):
+        n_obj = int(rng.integers(objects[0], objects[1] + 1))
+        obj_w = np.exp(rng.uniform(np.log(12), np.log(60), n_obj))
+        obj_wh = np.stack([obj_w, obj_w * rng.uniform(1.0, 2.5, n_obj)], axis=1)  # upright people
+        obj_ctr = rng.uniform(0, size, (n_obj, 2))
+        obj_cls = np.where(rng.random(n_obj) < 0.95, 0, rng.integers(0, num_classes, n_obj))
+        visibility = rng.beta(2, 2, n_obj)
+        near = rng.random(num_boxes) < 0.6
+        owner = rng.integers(0, n_obj, num_boxes)
+        jitter = rng.normal(0, 0.06, (num_boxes, 4))
+        ctr = np.where(near[:, None], obj_ctr[owner] + jitter[:, :2] * obj_wh[owner],
+                       rng.uniform(0, size, (num_boxes, 2)))
+        wh = np.where(near[:, None], obj_wh[owner] * np.exp(jitter[:, 2:]),
+                      np.exp(rng.uniform(np.log(8), np.log(300), (num_boxes, 2))))
+        boxes[b] = np.concatenate([ctr - wh / 2, ctr + wh / 2], axis=1)
+        objectness = np.where(near, visibility[owner] * (1 - 0.2 * rng.random(num_boxes)),
+                              rng.beta(0.5, 40, num_boxes))
+        logits = rng.normal(-6.9, 1.5, (num_boxes, num_classes))
+        own = logits[rows, obj_cls[owner]]
+        logits[rows, obj_cls[owner]] = np.where(near, rng.normal(3.0, 0.5, num_boxes), own)
         scores[b] = objectness[:, None] / (1 + np.exp(-logits))
     return boxes, scores
 
@@ -176,73 +223,354 @@ def numpy_roi_pool(features, rois, output_size, spatial_scale):
     return out
 
 
+# ---- ops: measurement --------------------------------------------------------------
+
+# Blocks below this size are left out of the CPU allocator's statistics
+# (oneDNN's allocator, measured on TensorFlow 2.21); GPU allocators count all.
+CPU_UNCOUNTED_BELOW = 256 * 1024
+
+
+@dataclass
+class Impl:
+    """One implementation of a row's step.
+
+    ``fn()`` runs the step once and returns its result on the host; ``memory``
+    names the allocator that serves it (``"tf"`` or ``"numpy"``); ``repeats``
+    caps the warm calls of a slow reference.
+    """
+
+    name: str
+    fn: Callable[[], object]
+    memory: str = "tf"
+    repeats: int | None = None
+
+
+@dataclass
+class Measured:
+    """What one implementation took in a row."""
+
+    name: str
+    cold_s: float  # first call of a fresh function: tracing and XLA compilation included
+    warm_s: float  # median of the warm calls
+    peak_bytes: int | None  # peak memory of one call above what was in use before it; None: not measurable
+    memory: str  # how peak_bytes was measured
+    agree: bool = True  # same result as ours (ours itself: True)
+
+
+@dataclass
+class Row:
+    name: str
+    ours: Measured
+    refs: list
+    notes: list = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+
+
+def tf_memory_device():
+    """The device whose allocator serves TensorFlow steps: GPU:0 if any, else CPU:0."""
+    import tensorflow as tf
+
+    return "GPU:0" if tf.config.list_physical_devices("GPU") else "CPU:0"
+
+
+_TF_MEMORY_TRACKED = {}
+
+
+def tf_memory_tracked(device):
+    """Whether ``device``'s allocator keeps peak statistics (a 4 MiB step must show)."""
+    if device not in _TF_MEMORY_TRACKED:
+        import tensorflow as tf
+
+        with tf.device(device):
+            probe = tf.function(lambda: tf.reduce_sum(tf.random.uniform([1 << 20]) + 1.0))
+        peak = tf_step_peak(lambda: probe().numpy(), device, check=False)
+        _TF_MEMORY_TRACKED[device] = peak is not None and peak >= 4 << 20
+    return _TF_MEMORY_TRACKED[device]
+
+
+def tf_step_peak(fn, device, check=True):
+    """Peak bytes TensorFlow's allocator on ``device`` holds during ``fn()``,
+    above what it held before; None where it keeps no statistics."""
+    import tensorflow as tf
+
+    if check and not tf_memory_tracked(device):
+        return None
+    try:
+        tf.config.experimental.reset_memory_stats(device)
+        before = tf.config.experimental.get_memory_info(device)["current"]
+        fn()
+        return tf.config.experimental.get_memory_info(device)["peak"] - before
+    except (ValueError, RuntimeError, tf.errors.OpError):
+        return None
+
+
+def numpy_step_peak(fn):
+    """Peak bytes traced by tracemalloc during ``fn()`` (numpy reports its
+    arrays to it), above what was traced before."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        fn()
+        return tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+
+
+def memory_method(memory, device):
+    if memory == "numpy":
+        return "tracemalloc"
+    return f"tf {device}"
+
+
+def measure(impls, repeats):
+    """First call, warm median and peak memory of each implementation.
+
+    Warm calls go round the implementations in turn, so that load from
+    other processes falls on all of them alike; the peak is taken on one
+    more call, apart from the timed ones (tracemalloc slows numpy down).
+
+    Args:
+      impls: list of Impl; each ``fn`` is fresh (never called before).
+      repeats: warm calls per implementation (at most ``Impl.repeats``).
+
+    Returns:
+      (list of Measured, list of the first calls' results).
+    """
+    device = tf_memory_device()
+    results, cold = [], []
+    for impl in impls:
+        start = time.perf_counter()
+        results.append(impl.fn())
+        cold.append(time.perf_counter() - start)
+    counts = [min(repeats, impl.repeats or repeats) for impl in impls]
+    times = [[] for _ in impls]
+    for round_ in range(max(counts)):
+        for impl, count, runs in zip(impls, counts, times):
+            if round_ < count:
+                start = time.perf_counter()
+                impl.fn()
+                runs.append(time.perf_counter() - start)
+    measured = []
+    for impl, first, runs in zip(impls, cold, times):
+        if impl.memory == "numpy":
+            peak = numpy_step_peak(impl.fn)
+        else:
+            peak = tf_step_peak(impl.fn, device)
+        measured.append(Measured(impl.name, first, float(np.median(runs)), peak, memory_method(impl.memory, device)))
+    return measured, results
+
+
+def make_row(name, impls, repeats, same):
+    """Measures ``impls`` (ours first) and checks each reference's result
+    against ours with ``same(ours_result, ref_result) -> bool``."""
+    measured, results = measure(impls, repeats)
+    for m, result in zip(measured[1:], results[1:]):
+        m.agree = bool(same(results[0], result))
+    return Row(name, measured[0], measured[1:])
+
+
+def _format_peak(m):
+    if m.peak_bytes is None:
+        return "n/a"
+    if m.memory.endswith("CPU:0") and m.peak_bytes < CPU_UNCOUNTED_BELOW:
+        return f"< {CPU_UNCOUNTED_BELOW / 2**20:.2f} MiB"
+    return f"{m.peak_bytes / 2**20:8.1f} MiB"
+
+
+def _format_measured(m, ours=None):
+    peak = _format_peak(m)
+    line = (f"  {m.name:<46} cold {m.cold_s * 1e3:9.1f} ms | warm {m.warm_s * 1e3:9.2f} ms | "
+            f"peak {peak:>12} ({m.memory})")
+    if ours is not None:
+        ratio = m.warm_s / ours.warm_s if ours.warm_s > 0 else float("inf")
+        line += f" | x{ratio:7.2f} | {'same result' if m.agree else 'DIFFERENT RESULT'}"
+    return line
+
+
+def print_row(row):
+    print(row.name, flush=True)
+    print(_format_measured(row.ours))
+    for ref in row.refs:
+        print(_format_measured(ref, row.ours))
+    for note in row.notes:
+        print(f"  {note}")
+    print(flush=True)
+
+
+# ---- ops: rows --------------------------------------------------------------------
+
+def tf_iou_formula(a, b):
+    """:func:`numpy_iou`, op for op, in TensorFlow: [N, 4], [M, 4] -> [N, M]."""
+    import tensorflow as tf
+
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    lt = tf.maximum(a[:, None, :2], b[None, :, :2])
+    rb = tf.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = tf.maximum(rb - lt, 0.0)
+    inter = wh[..., 0] * wh[..., 1]
+    union = area_a[:, None] + area_b[None, :] - inter
+    return inter / tf.maximum(union, 1e-12)
+
+
+def iou_row(repeats, n=5000, seed=0):
+    """IoU of n x n boxes: ours against numpy, the same formula in plain
+    TensorFlow (the fair reference) and under XLA (the memory-bandwidth
+    limit: one fused pass writing the [n, n] result)."""
+    import tensorflow as tf
+
+    from detect import ops
+
+    rng = np.random.default_rng(seed)
+    a, b = random_boxes(rng, n), random_boxes(rng, n)
+    ta, tb = tf.constant(a), tf.constant(b)
+    ours = tf.function(ops.iou, jit_compile=True)
+    plain = tf.function(tf_iou_formula, jit_compile=False)
+    bare = tf.function(tf_iou_formula, jit_compile=True)
+    impls = [Impl("ours: detect.ops.iou (XLA)", lambda: ours(ta, tb).numpy()),
+             Impl("numpy (vectorised)", lambda: numpy_iou(a, b), memory="numpy"),
+             Impl("plain TF: same formula, tf.function, no XLA", lambda: plain(ta, tb).numpy()),
+             Impl("bare XLA: same formula, jit_compile=True", lambda: bare(ta, tb).numpy())]
+    row = make_row(f"IoU {n} x {n}", impls, repeats, lambda x, y: np.allclose(x, y, atol=1e-6))
+    row.notes.append(f"ours takes x{row.ours.warm_s / row.refs[2].warm_s:.2f} the time of the bare XLA formula "
+                     f"(the memory-bandwidth limit)")
+    return row
+
+
+def nms_row(repeats, num_boxes=20000, max_output_size=1000, seed=1):
+    """Single-class NMS against tf.image.non_max_suppression."""
+    import tensorflow as tf
+
+    from detect import ops
+
+    boxes, scores = detector_outputs(seed, batch=1, num_boxes=num_boxes, num_classes=1)
+    boxes, scores = tf.constant(boxes[0]), tf.constant(scores[0, :, 0])
+    ours = tf.function(lambda b, s: ops.nms(b, s, 0.5, max_output_size))
+    ref = tf.function(lambda b, s: tf.image.non_max_suppression(b, s, max_output_size, 0.5))
+
+    def ours_step():
+        idx, n = ours(boxes, scores)
+        return idx.numpy()[: int(n)]
+
+    impls = [Impl("ours: detect.ops.nms", ours_step),
+             Impl("tf.image.non_max_suppression", lambda: ref(boxes, scores).numpy())]
+    return make_row(f"NMS 1 class, {num_boxes // 1000}k boxes, keep <= {max_output_size}", impls, repeats,
+                    np.array_equal)
+
+
+def search_name(level):
+    """What the search level that detect.ops.nms._batched_nms returns means."""
+    from detect.ops.nms import SEARCH_ALL
+
+    if level == 0:
+        return "the first candidate pool"
+    if level == SEARCH_ALL:
+        return "every candidate (the last resort)"
+    return f"wider pool {level} (the fallback)"
+
+
+def _same_detections(mine, ref):
+    """batched_nms dict (numpy) == combined_non_max_suppression result (numpy)."""
+    return (np.array_equal(mine["num_detections"], ref["valid_detections"])
+            and np.allclose(mine["scores"], ref["nmsed_scores"])
+            and np.allclose(mine["boxes"], ref["nmsed_boxes"])
+            and np.array_equal(np.maximum(mine["classes"], 0), ref["nmsed_classes"].astype(int)))
+
+
+def batched_nms_row(repeats, crowd=False, batch=8, num_boxes=20000, num_classes=80, max_total_size=100,
+                    candidate_pool=None, objects=(300, 500), seed=2):
+    """Batched multi-class NMS against tf.image.combined_non_max_suppression,
+    on typical detector outputs or on a dense crowd (the fallback path).
+
+    ``info`` gets ``search_level`` (which search of batched_nms decided: 0 is
+    the first pool, see detect.ops.nms._batched_nms) and ``candidates`` (per
+    image above the score threshold).
+    """
+    import tensorflow as tf
+
+    from detect import ops
+    from detect.ops.nms import _batched_nms
+
+    if crowd:
+        boxes, scores = crowd_outputs(seed, batch, num_boxes, num_classes, objects=objects)
+    else:
+        boxes, scores = detector_outputs(seed, batch, num_boxes, num_classes)
+    boxes, scores = tf.constant(boxes), tf.constant(scores)
+    args = dict(max_output_size_per_class=max_total_size, max_total_size=max_total_size, iou_threshold=0.5,
+                score_threshold=0.001)
+    ours = tf.function(lambda b, s: ops.batched_nms(b, s, **args, candidate_pool=candidate_pool))
+    ref = tf.function(lambda b, s: tf.image.combined_non_max_suppression(
+        b[:, :, None, :], s, args["max_output_size_per_class"], args["max_total_size"],
+        args["iou_threshold"], args["score_threshold"], clip_boxes=False))
+    impls = [Impl("ours: detect.ops.batched_nms",
+                  lambda: {k: v.numpy() for k, v in ours(boxes, scores).items()}),
+             Impl("tf.image.combined_non_max_suppression",
+                  lambda: {k: v.numpy() for k, v in ref(boxes, scores)._asdict().items()})]
+    candidates = int((scores.numpy() > args["score_threshold"]).sum() / batch)
+    pool = "" if candidate_pool is None else f", candidate_pool={candidate_pool}"
+    name = (f"batched NMS {'dense crowd' if crowd else 'typical'}: {batch} x {num_boxes // 1000}k boxes x "
+            f"{num_classes} cls (~{candidates // 1000}k cand), keep <= {max_total_size}{pool}")
+    row = make_row(name, impls, repeats, _same_detections)
+    # Which search decided, from a separate, untimed call on the same inputs.
+    level = int(tf.function(lambda b, s: _batched_nms(b, s, **args, candidate_pool=candidate_pool)[1])(
+        boxes, scores))
+    row.info.update(search_level=level, candidates=candidates)
+    row.notes.append(f"decided by: {search_name(level)}")
+    if candidate_pool == 0:
+        row.notes.append("candidate_pool=0 forces the last resort, which the wider pools fall back to "
+                         "when they cannot decide either")
+    if crowd and level == 0:
+        row.notes.append("WARNING: the first pool sufficed, so this row does not time the fallback")
+    return row
+
+
+def roi_pool_row(repeats, num_rois=512, channels=512, seed=3):
+    """RoI max pooling on a 38 x 50 map (a 600 x 800 image at stride 16)
+    against a numpy loop of the original Caffe layer."""
+    import tensorflow as tf
+
+    from detect import ops
+
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(1, 38, 50, channels)).astype(np.float32)
+    xy = rng.uniform(0, 1, (num_rois, 2)) * [800, 600]
+    wh = rng.uniform(16, 400, (num_rois, 2))
+    rois = np.concatenate([np.zeros((num_rois, 1)), xy, np.minimum(xy + wh, [800, 600])], 1).astype(np.float32)
+    tfeat, trois = tf.constant(features), tf.constant(rois)
+    pool_fn = tf.function(lambda f, r: ops.roi_pool(f, r, (7, 7), 1 / 16), jit_compile=True)
+    impls = [Impl("ours: detect.ops.roi_pool (XLA)", lambda: pool_fn(tfeat, trois).numpy()),
+             Impl("numpy loop of the Caffe layer", lambda: numpy_roi_pool(features, rois, (7, 7), 1 / 16),
+                  memory="numpy", repeats=max(1, repeats // 3))]
+    return make_row(f"RoI max pool {num_rois} RoIs, 38 x 50 x {channels} -> 7 x 7", impls, repeats, np.array_equal)
+
+
 # ---- suites ---------------------------------------------------------------------
 
 def bench_ops(repeats):
     import tensorflow as tf
 
-    from detect import ops
-
-    rng = np.random.default_rng(0)
+    device = tf_memory_device()
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores, "
-          f"GPU: {bool(tf.config.list_physical_devices('GPU'))}; medians of {repeats} runs")
-    ratios = {}
-
-    # IoU 5000 x 5000.
-    a, b = random_boxes(rng, 5000), random_boxes(rng, 5000)
-    ta, tb = tf.constant(a), tf.constant(b)
-    iou_fn = tf.function(ops.iou, jit_compile=True)
-    agree = np.allclose(iou_fn(ta, tb).numpy(), numpy_iou(a, b), atol=1e-6)
-    ratios["iou"] = report("IoU 5000 x 5000", median_seconds(lambda: iou_fn(ta, tb).numpy(), repeats),
-                           "numpy (vectorised)", median_seconds(lambda: numpy_iou(a, b), repeats), agree)
-
-    # Single-class NMS, 20k boxes.
-    boxes, scores = detector_outputs(1, batch=1, num_boxes=20000, num_classes=1)
-    boxes, scores = tf.constant(boxes[0]), tf.constant(scores[0, :, 0])
-    ours_nms = tf.function(lambda b, s: ops.nms(b, s, 0.5, 1000))
-    ref_nms = tf.function(lambda b, s: tf.image.non_max_suppression(b, s, 1000, 0.5))
-    idx, n = ours_nms(boxes, scores)
-    agree = np.array_equal(idx.numpy()[: int(n)], ref_nms(boxes, scores).numpy())
-    ratios["nms"] = report("NMS 1 class, 20k boxes, keep <= 1000",
-                           median_seconds(lambda: ours_nms(boxes, scores)[0].numpy(), repeats),
-                           "tf.image.non_max_suppression",
-                           median_seconds(lambda: ref_nms(boxes, scores).numpy(), repeats), agree)
-
-    # Batched multi-class NMS: batch 8, 20k boxes, 80 classes.
-    boxes, scores = detector_outputs(2)
-    boxes, scores = tf.constant(boxes), tf.constant(scores)
-    args = dict(max_output_size_per_class=100, max_total_size=100, iou_threshold=0.5, score_threshold=0.001)
-    ours_b = tf.function(lambda b, s: ops.batched_nms(b, s, **args))
-    ref_b = tf.function(lambda b, s: tf.image.combined_non_max_suppression(
-        b[:, :, None, :], s, args["max_output_size_per_class"], args["max_total_size"],
-        args["iou_threshold"], args["score_threshold"], clip_boxes=False))
-    mine, ref = ours_b(boxes, scores), ref_b(boxes, scores)
-    agree = (np.array_equal(mine["num_detections"].numpy(), ref.valid_detections.numpy())
-             and np.allclose(mine["scores"].numpy(), ref.nmsed_scores.numpy())
-             and np.allclose(mine["boxes"].numpy(), ref.nmsed_boxes.numpy())
-             and np.array_equal(np.maximum(mine["classes"].numpy(), 0), ref.nmsed_classes.numpy().astype(int)))
-    candidates = int((scores.numpy() > args["score_threshold"]).sum() / scores.shape[0])
-    ratios["batched_nms"] = report(
-        f"batched NMS 8 x 20k boxes x 80 cls (~{candidates // 1000}k cand)",
-        median_seconds(lambda: ours_b(boxes, scores)["boxes"].numpy(), repeats),
-        "tf.image.combined_non_max_suppression",
-        median_seconds(lambda: ref_b(boxes, scores).nmsed_boxes.numpy(), repeats), agree)
-
-    # RoI max pooling: 512 RoIs on a 38 x 50 x 512 map (a 600 x 800 image, stride 16).
-    features = rng.normal(size=(1, 38, 50, 512)).astype(np.float32)
-    xy = rng.uniform(0, 1, (512, 2)) * [800, 600]
-    wh = rng.uniform(16, 400, (512, 2))
-    rois = np.concatenate([np.zeros((512, 1)), xy, np.minimum(xy + wh, [800, 600])], 1).astype(np.float32)
-    tfeat, trois = tf.constant(features), tf.constant(rois)
-    pool_fn = tf.function(lambda f, r: ops.roi_pool(f, r, (7, 7), 1 / 16), jit_compile=True)
-    agree = np.array_equal(pool_fn(tfeat, trois).numpy(), numpy_roi_pool(features, rois, (7, 7), 1 / 16))
-    ratios["roi_pool"] = report(
-        "RoI max pool 512 RoIs, 38 x 50 x 512 -> 7 x 7",
-        median_seconds(lambda: pool_fn(tfeat, trois).numpy(), repeats),
-        "numpy loop of the Caffe layer",
-        median_seconds(lambda: numpy_roi_pool(features, rois, (7, 7), 1 / 16), max(1, repeats // 3)),
-        agree)
-    return ratios
+          f"GPU: {bool(tf.config.list_physical_devices('GPU'))}; warm: median of {repeats} calls, "
+          f"ours and the references in turn")
+    print("cold: the first call of a fresh function, tracing and XLA compilation included (XLA kernels "
+          "an earlier row compiled for the same shapes are reused)")
+    tracked = tf_memory_tracked(device)
+    uncounted = f"; blocks under {CPU_UNCOUNTED_BELOW // 1024} KiB uncounted" if device.startswith("CPU") else ""
+    print("peak: memory of one call above what was in use before it; TensorFlow code: "
+          + (f"tf.config.experimental.get_memory_info('{device}')['peak'] after reset_memory_stats (tensors "
+             f"only, not a kernel's own heap such as tf.image NMS's work lists{uncounted})"
+             if tracked else f"n/a, the {device} allocator keeps no statistics")
+          + "; numpy: tracemalloc")
+    print("x: reference warm / ours warm (> 1: ours is faster)", flush=True)
+    print()
+    rows = []
+    for make in (iou_row, nms_row, batched_nms_row, lambda r: batched_nms_row(r, crowd=True),
+                 lambda r: batched_nms_row(r, crowd=True, candidate_pool=0), roi_pool_row):
+        rows.append(make(repeats))
+        print_row(rows[-1])
+    return rows
 
 
 def _peak_rss_mb():
@@ -451,8 +779,19 @@ def bench_train(config_path, steps, overrides=()):
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad command-line input is one line (and exit status 2), like bad files."""
+
+    def error(self, message):
+        from detect.errors import InputError
+
+        raise InputError("benchmark.py", message)
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from detect.errors import InputError
+
+    parser = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("suite", choices=["ops", "eval", "data", "train"])
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per measurement (median)")
     parser.add_argument("--images", type=int, default=5000, help="eval: number of synthetic COCO images")
@@ -460,6 +799,9 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=20, help="train: timed steps")
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="train: config overrides")
     args = parser.parse_args(argv)
+    for option in ("repeats", "images", "steps"):
+        if getattr(args, option) < 1:
+            raise InputError("benchmark.py", f"--{option} must be at least 1, got {getattr(args, option)}")
     if args.suite == "ops":
         bench_ops(args.repeats)
     elif args.suite == "eval":

@@ -14,6 +14,8 @@ per-class NMS results, the set ``tf.image.combined_non_max_suppression``
 returns.
 """
 
+import math
+
 import tensorflow as tf
 
 from detect.ops.boxes import iou
@@ -291,6 +293,165 @@ def _pool_candidates(boxes, scores, pool_boxes, pool_candidates):
     return cand_scores, cand_boxes, cand_classes, excluded_max
 
 
+# Which search decided a batched_nms result (see _batched_nms): pools are
+# numbered from 0 (the first one); the search of every candidate is -1.
+SEARCH_ALL = -1
+# Each wider pool aims at this many times more pairs than the one before...
+WIDER_POOL_FACTOR = 8
+# ... and there are at most this many of them before searching everything.
+MAX_WIDER_POOLS = 2
+# Pairs sampled per image to estimate a wider pool's score cutoff.
+CUTOFF_SAMPLE = 32768
+
+
+def _cutoff_candidates(boxes, scores, cutoff, size):
+    """The (box, class) candidates scoring above a cutoff, sorted, in a fixed buffer.
+
+    Selecting by a cutoff is one vectorised pass over the scores; only the
+    selected candidates are sorted, so it costs far less than a top-k over
+    all B x N x C pairs. Pairs above the cutoff that do not fit in ``size``
+    are left out and raise ``excluded_max`` accordingly, so the result stays
+    a valid (if then less useful) pool.
+
+    Args:
+      boxes: [B, N, 4] shared or [B, N, C, 4] per-class boxes.
+      scores: [B, N, C].
+      cutoff: [B]; pairs scoring at most this are left out.
+      size: S (Python int), the buffer size per image.
+
+    Returns:
+      cand_scores [B, S] sorted descending (-inf padded), cand_boxes
+      [B, S, 4], cand_classes [B, S] int32, excluded_max [B].
+    """
+    # Static where known: XLA needs the segment count at compile time.
+    batch = scores.shape[0] if scores.shape[0] is not None else tf.shape(scores)[0]
+    where = tf.where(scores > cutoff[:, None, None])  # [n, 3] (image, box, class), images in order
+    image = tf.cast(where[:, 0], tf.int32)
+    values = tf.gather_nd(scores, where)  # [n]
+    counts = tf.math.unsorted_segment_sum(tf.ones_like(image), image, batch)  # [B]
+    slot = tf.range(tf.shape(image)[0]) - tf.gather(tf.cumsum(counts, exclusive=True), image)
+    # Overflow goes to a spare slot S, which keeps the best score left out.
+    index = tf.stack([image, tf.minimum(slot, size)], axis=-1)  # [n, 2]
+    buffer = tf.tensor_scatter_nd_max(
+        tf.fill([batch, size + 1], tf.constant(float("-inf"), scores.dtype)), index, values)
+    excluded_max = tf.maximum(cutoff, buffer[:, size])
+    # Sort by score, then look the boxes and classes up by pair number
+    # (n, one past the last, for the padding).
+    pair = tf.tensor_scatter_nd_update(tf.fill([batch, size + 1], tf.shape(image)[0]), index,
+                                       tf.range(tf.shape(image)[0]))[:, :size]
+    cand_scores, order = tf.math.top_k(buffer[:, :size], k=size)
+    pair = tf.gather(pair, order, batch_dims=1)  # [B, S]
+    pair_boxes = tf.gather_nd(boxes, where if boxes.shape.rank == 4 else where[:, :2])  # [n, 4]
+    cand_boxes = tf.gather(tf.pad(pair_boxes, [[0, 1], [0, 0]]), pair)
+    cand_classes = tf.gather(tf.pad(tf.cast(where[:, 2], tf.int32), [[0, 1]]), pair)
+    return cand_scores, cand_boxes, cand_classes, excluded_max
+
+
+def _sample_stride(num_pairs, num_classes):
+    """Stride of a sample of about CUTOFF_SAMPLE pairs out of the flattened
+    [N * C] pairs; coprime with C so that every class is sampled."""
+    stride = max(1, num_pairs // CUTOFF_SAMPLE)
+    while math.gcd(stride, num_classes) != 1:
+        stride += 1
+    return stride
+
+
+def _wider_candidates(boxes, scores, target, floor):
+    """A pool of about ``target`` best pairs per image, at most ``2 * target``.
+
+    The cutoff is estimated from a strided sample of the pairs (its
+    ``target / stride``-th best score): cheap, and only the speed depends on
+    the estimate, never the exactness (see :func:`_cutoff_candidates`).
+
+    Args:
+      boxes: [B, N, 4] or [B, N, C, 4].
+      scores: [B, N, C], N and C static.
+      target: T (Python int).
+      floor: scalar; the cutoff is never below it (the score threshold:
+        pairs at or below it are never kept, so leaving them out is free).
+
+    Returns:
+      as :func:`_cutoff_candidates` with S = 2T.
+    """
+    num_pairs = scores.shape[1] * scores.shape[2]
+    stride = _sample_stride(num_pairs, scores.shape[2])
+    sample = tf.reshape(scores, [tf.shape(scores)[0], num_pairs])[:, ::stride]  # [B, ~L / stride]
+    rank = min(max(target // stride, 1), sample.shape[1])
+    cutoff = tf.reduce_min(tf.math.top_k(sample, k=rank, sorted=False)[0], axis=-1)  # the rank-th best
+    return _cutoff_candidates(boxes, scores, tf.maximum(cutoff, floor), 2 * target)
+
+
+def _batched_nms(boxes, scores, max_output_size_per_class=100, max_total_size=100, iou_threshold=0.5,
+                 score_threshold=float("-inf"), candidate_pool=None, tile_size=DEFAULT_TILE_SIZE):
+    """:func:`batched_nms` plus which search decided it.
+
+    Returns:
+      (the ``batched_nms`` dict, scalar int32: the index of the pool whose
+      search was exact, 0 for the first one, or ``SEARCH_ALL``).
+    """
+    boxes = tf.convert_to_tensor(boxes)
+    if not boxes.dtype.is_floating:
+        boxes = tf.cast(boxes, tf.float32)
+    scores = tf.cast(scores, boxes.dtype)
+    if boxes.shape.rank == 4 and boxes.shape[2] == 1:
+        boxes = boxes[:, :, 0, :]
+    if scores.shape.rank != 3 or scores.shape[1] is None or scores.shape[2] is None:
+        raise ValueError(f"batched_nms: scores must be [B, N, C] with static N and C, got {scores.shape}")
+    num_boxes, num_classes = scores.shape[1], scores.shape[2]
+    num_pairs = num_boxes * num_classes
+    out = int(max_total_size)
+    per_class = min(int(max_output_size_per_class), out)
+    score_threshold = tf.cast(score_threshold, scores.dtype)
+
+    def search(pool):
+        """Greedy NMS over a pool; also whether it is the exact answer."""
+        cand_scores, cand_boxes, cand_classes, excluded_max = pool
+        num_valid = tf.reduce_sum(tf.cast(cand_scores > score_threshold, tf.int32), axis=1)
+        keep_pos, num_kept = _greedy_nms_sorted_xla(
+            cand_boxes, cand_classes, num_valid, iou_threshold, out,
+            max_per_class=per_class, num_classes=num_classes, tile_size=tile_size)
+        det_scores = _gather_kept(cand_scores, keep_pos, 0)
+        # Exact when nothing left out could have come before the last
+        # decision: the K-th kept box (strictly: a tie might have come
+        # first), or with fewer kept, the score threshold (scores at it are
+        # never kept).
+        if out:
+            full = num_kept >= out
+            decided = tf.reduce_all(
+                tf.where(full, excluded_max < det_scores[:, -1], excluded_max <= score_threshold))
+        else:
+            decided = tf.constant(True)
+        result = (_gather_kept(cand_boxes, keep_pos, 0), det_scores,
+                  _gather_kept(cand_classes, keep_pos, PAD_CLASS), num_kept)
+        return result, decided
+
+    if candidate_pool is None:
+        candidate_pool = max(1024, 8 * out)
+    candidate_pool = int(candidate_pool)
+    # The pools, cheapest first; each is searched only when the one before
+    # could have missed something, the last is every candidate.
+    pools = []
+    if 0 < candidate_pool < num_pairs:
+        pools.append(lambda: _pool_candidates(boxes, scores, candidate_pool, candidate_pool))
+        target = candidate_pool
+        for _ in range(MAX_WIDER_POOLS):
+            target *= WIDER_POOL_FACTOR
+            if 2 * target >= num_pairs:
+                break
+            pools.append(lambda target=target: _wider_candidates(boxes, scores, target, score_threshold))
+    pools.append(lambda: _pool_candidates(boxes, scores, num_boxes, num_pairs))
+
+    def attempt(level):
+        result, decided = search(pools[level]())
+        if level == len(pools) - 1:
+            return result + (SEARCH_ALL,)
+        return tf.cond(decided, lambda: result + (level,), lambda: attempt(level + 1))
+
+    det_boxes, det_scores, det_classes, num_kept, level = attempt(0)
+    outputs = {"boxes": det_boxes, "scores": det_scores, "classes": det_classes, "num_detections": num_kept}
+    return outputs, tf.convert_to_tensor(level, tf.int32)
+
+
 def batched_nms(boxes, scores, max_output_size_per_class=100, max_total_size=100, iou_threshold=0.5,
                 score_threshold=float("-inf"), candidate_pool=None, tile_size=DEFAULT_TILE_SIZE):
     """Per-class NMS over a batch, padded to a fixed number of detections.
@@ -303,8 +464,11 @@ def batched_nms(boxes, scores, max_output_size_per_class=100, max_total_size=100
 
     A first pass searches only a pool of likely candidates (the best pairs
     of the best boxes). When a left-out candidate could have changed the
-    result for some image, the whole candidate set is searched instead, so
-    the answer is always exact; the pool only decides the speed.
+    result for some image (a dense crowd: many objects, each with many
+    duplicates), pools ``WIDER_POOL_FACTOR`` times wider each, selected by a
+    score cutoff, are searched, and when they are not enough either, every
+    candidate; so the answer is always exact and the pools only decide the
+    speed.
 
     Args:
       boxes: [B, N, 4] xyxy shared by all classes, or [B, N, C, 4] per class
@@ -324,44 +488,5 @@ def batched_nms(boxes, scores, max_output_size_per_class=100, max_total_size=100
       ``classes`` [B, K] int32 (``PAD_CLASS`` padded), ``num_detections``
       [B] int32.
     """
-    boxes = tf.convert_to_tensor(boxes)
-    if not boxes.dtype.is_floating:
-        boxes = tf.cast(boxes, tf.float32)
-    scores = tf.cast(scores, boxes.dtype)
-    if boxes.shape.rank == 4 and boxes.shape[2] == 1:
-        boxes = boxes[:, :, 0, :]
-    if scores.shape.rank != 3 or scores.shape[1] is None or scores.shape[2] is None:
-        raise ValueError(f"batched_nms: scores must be [B, N, C] with static N and C, got {scores.shape}")
-    num_boxes, num_classes = scores.shape[1], scores.shape[2]
-    out = int(max_total_size)
-    per_class = min(int(max_output_size_per_class), out)
-    score_threshold = tf.cast(score_threshold, scores.dtype)
-
-    def search(pool_boxes, pool_candidates):
-        cand_scores, cand_boxes, cand_classes, excluded_max = _pool_candidates(
-            boxes, scores, pool_boxes, pool_candidates)
-        num_valid = tf.reduce_sum(tf.cast(cand_scores > score_threshold, tf.int32), axis=1)
-        keep_pos, num_kept = _greedy_nms_sorted_xla(
-            cand_boxes, cand_classes, num_valid, iou_threshold, out,
-            max_per_class=per_class, num_classes=num_classes, tile_size=tile_size)
-        det_scores = _gather_kept(cand_scores, keep_pos, 0)
-        # Exact when nothing left out could have come before the last
-        # decision: the K-th kept box, or the score threshold if fewer kept.
-        last_needed = tf.where(num_kept >= out, det_scores[:, -1] if out else score_threshold, score_threshold)
-        decided = tf.reduce_all(excluded_max < last_needed) if out else tf.constant(True)
-        result = (_gather_kept(cand_boxes, keep_pos, 0), det_scores,
-                  _gather_kept(cand_classes, keep_pos, PAD_CLASS), num_kept)
-        return result, decided
-
-    if candidate_pool is None:
-        candidate_pool = max(1024, 8 * out)
-    candidate_pool = int(candidate_pool)
-    everything = (num_boxes, num_boxes * num_classes)
-    if candidate_pool <= 0 or candidate_pool >= num_boxes * num_classes:
-        (det_boxes, det_scores, det_classes, num_kept), _ = search(*everything)
-    else:
-        first, decided = search(candidate_pool, candidate_pool)
-        det_boxes, det_scores, det_classes, num_kept = tf.cond(
-            decided, lambda: first, lambda: search(*everything)[0])
-
-    return {"boxes": det_boxes, "scores": det_scores, "classes": det_classes, "num_detections": num_kept}
+    return _batched_nms(boxes, scores, max_output_size_per_class, max_total_size, iou_threshold,
+                        score_threshold, candidate_pool, tile_size)[0]

@@ -1,0 +1,135 @@
+"""tools/benchmark.py ops: its rows time what they claim against references
+that agree with ours, and report first-call, warm and peak-memory numbers."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "benchmark.py"
+MiB = 2**20
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("benchmark_tool", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # autograph looks the module of a function up
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def _check_fields(measured):
+    for m in measured:
+        assert m.cold_s > 0 and m.warm_s > 0, m
+        assert m.memory, m
+
+
+def test_tf_iou_formula_is_the_numpy_formula(bench):
+    # Hand case: two 10 x 10 boxes overlapping in a 5 x 5 square.
+    a = np.array([[0, 0, 10, 10]], np.float32)
+    b = np.array([[5, 5, 15, 15], [20, 20, 30, 30]], np.float32)
+    np.testing.assert_allclose(bench.tf_iou_formula(tf.constant(a), tf.constant(b)), [[25 / 175, 0]], rtol=1e-6)
+    rng = np.random.default_rng(0)
+    a, b = bench.random_boxes(rng, 50), bench.random_boxes(rng, 70)
+    np.testing.assert_allclose(bench.tf_iou_formula(tf.constant(a), tf.constant(b)), bench.numpy_iou(a, b),
+                               rtol=1e-6)
+
+
+def test_iou_row_has_numpy_plain_tf_and_bare_xla_references(bench):
+    n = 512  # a 1 MiB result: above what the CPU allocator leaves uncounted
+    row = bench.iou_row(2, n=n)
+    names = [ref.name for ref in row.refs]
+    assert [name.split(" ")[0] for name in names] == ["numpy", "plain", "bare"]
+    assert "no XLA" in names[1] and "jit_compile=True" in names[2]
+    assert all(ref.agree for ref in row.refs)
+    _check_fields([row.ours, *row.refs])
+    ours, numpy_ref, plain, bare = row.ours, *row.refs
+    # The first call of a compiled function includes its compilation.
+    for m in (ours, bare):
+        assert m.cold_s > m.warm_s
+    # Peaks are of the step itself: at least its result, numpy's and plain
+    # TF's also their [n, n, 2] temporaries, XLA's fused formula none of them.
+    result = n * n * 4
+    assert numpy_ref.memory == "tracemalloc"
+    assert 4 * result <= numpy_ref.peak_bytes < 64 * result
+    if bench.tf_memory_tracked(bench.tf_memory_device()):
+        assert result <= bare.peak_bytes < 3 * result
+        assert result <= ours.peak_bytes < 3 * result
+        assert 3 * result <= plain.peak_bytes < 64 * result
+    assert any("bare XLA" in note for note in row.notes)
+
+
+def test_make_row_flags_a_reference_that_disagrees(bench):
+    ours = bench.Impl("ours", lambda: np.arange(5.0), memory="numpy")
+    right = bench.Impl("right", lambda: np.arange(5.0), memory="numpy")
+    wrong = bench.Impl("wrong", lambda: np.arange(5.0) + 1e-3, memory="numpy")
+    row = bench.make_row("toy", [ours, right, wrong], 2, np.array_equal)
+    assert [ref.agree for ref in row.refs] == [True, False]
+    assert "DIFFERENT RESULT" in bench._format_measured(row.refs[1], row.ours)
+
+
+def test_step_peaks_count_the_step_not_the_process(bench):
+    held = np.ones(16 * MiB // 8)  # 16 MiB alive before and after the step
+    peak = bench.numpy_step_peak(lambda: np.ones(MiB).sum())  # an 8 MiB temporary
+    assert 8 * MiB <= peak < 9 * MiB
+    device = bench.tf_memory_device()
+    if not bench.tf_memory_tracked(device):
+        pytest.skip(f"{device}'s allocator keeps no statistics")
+    held_tf = tf.ones([8 * MiB])  # 32 MiB held by TensorFlow
+    x = tf.ones([MiB])
+    step = tf.function(lambda v: v * 2.0 + 1.0)  # 4 MiB result
+    step(x)
+    peak = bench.tf_step_peak(lambda: step(x).numpy(), device)
+    assert 4 * MiB <= peak < 16 * MiB
+    del held, held_tf
+
+
+def test_nms_and_roi_pool_rows_agree_and_report_all_fields(bench):
+    nms = bench.nms_row(1, num_boxes=2000, max_output_size=100)
+    roi = bench.roi_pool_row(1, num_rois=16, channels=8)
+    for row in (nms, roi):
+        assert row.refs and all(ref.agree for ref in row.refs)
+        _check_fields([row.ours, *row.refs])
+        assert row.ours.peak_bytes is not None or not bench.tf_memory_tracked(bench.tf_memory_device())
+    assert roi.refs[0].peak_bytes > 0  # numpy, tracemalloc
+
+
+def test_batched_nms_rows_time_the_typical_and_the_fallback_path(bench):
+    sizes = dict(batch=2, num_boxes=2000, num_classes=4, max_total_size=20, candidate_pool=128)
+    typical = bench.batched_nms_row(1, **sizes)
+    crowd = bench.batched_nms_row(1, crowd=True, objects=(60, 80), **sizes)
+    for row in (typical, crowd):
+        assert [ref.name for ref in row.refs] == ["tf.image.combined_non_max_suppression"]
+        assert row.refs[0].agree
+        _check_fields([row.ours, *row.refs])
+    assert typical.info["search_level"] == 0
+    # The dense crowd overflows the first pool: its row times a fallback.
+    assert crowd.info["search_level"] != 0
+    assert "fallback" in " ".join(crowd.notes)
+    assert crowd.info["candidates"] > typical.info["candidates"]
+
+
+def test_crowd_outputs_is_a_dense_crowd(bench):
+    boxes, scores = bench.crowd_outputs(0, batch=1, num_boxes=4000, num_classes=3, objects=(80, 80))
+    assert boxes.shape == (1, 4000, 4) and scores.shape == (1, 4000, 3)
+    assert (boxes[..., 2:] > boxes[..., :2]).all()
+    # Duplicates: most confident boxes overlap another confident box heavily.
+    best = np.argsort(-scores[0].max(axis=1))[:200]
+    iou = bench.numpy_iou(boxes[0, best], boxes[0, best])
+    np.fill_diagonal(iou, 0)
+    assert (iou.max(axis=1) > 0.5).mean() > 0.9
+
+
+@pytest.mark.parametrize("args", [["ops", "--repeats", "0"], ["ops", "--repeats", "many"], ["nosuch"]])
+def test_bad_command_line_is_one_line_and_status_2(args):
+    done = subprocess.run([sys.executable, str(TOOL), *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: benchmark.py:"), done.stderr
+    assert done.stdout == ""
