@@ -5,6 +5,10 @@ rooted at a given class, rejects unknown keys with the list of valid ones,
 and applies ``a.b=value`` overrides (values parsed as YAML) last. Parsing
 happens here only; builders take plain keyword arguments.
 
+A field typed as a ``Union`` of dataclasses that each have a ``type``
+field is a tagged union: the mapping's ``type`` key picks the class
+(``ExperimentConfig.model``, see ``detect.models``).
+
 Value rules are declared on the fields themselves: ``bounded(16, ge=1)``
 and ``one_of("sgd", ("sgd", "adamw"))`` store the valid range or choices in
 the field's metadata, and every config dataclass calls ``check_fields(self)``
@@ -141,6 +145,9 @@ def _convert(value, tp, where, source):
     if origin is typing.Union:  # Optional[X] and friends
         if value is None and type(None) in args:
             return None
+        options = [arg for arg in args if arg is not type(None)]
+        if all(_is_dataclass_type(arg) and TAG in _defaults(arg) for arg in options):
+            return _convert_tagged(value, options, where, source)
         errors = []
         for arg in args:
             if arg is type(None):
@@ -190,6 +197,26 @@ def _convert(value, tp, where, source):
             raise InputError(source, f"{where}: expected a string, got {value!r}")
         return str(value)
     return value
+
+
+TAG = "type"  # the field that picks a dataclass out of a tagged union
+
+
+def _defaults(cls):
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+
+
+def _convert_tagged(value, options, where, source):
+    """A tagged union: the mapping's ``type`` picks the dataclass (the first option's when absent)."""
+    by_tag = {_defaults(cls)[TAG]: cls for cls in options}
+    if value is None:
+        return options[0]()
+    if not isinstance(value, dict):
+        raise InputError(source, f"{where}: expected a mapping with a '{TAG}' key, got {value!r}")
+    tag = value.get(TAG, _defaults(options[0])[TAG])
+    if tag not in by_tag:
+        raise InputError(source, f"{where}.{TAG}: unknown type {tag!r}; valid types: {', '.join(map(str, by_tag))}")
+    return from_dict(by_tag[tag], value, source, prefix=where)
 
 
 def from_dict(cls, mapping, source="<config>", prefix=""):

@@ -151,14 +151,21 @@ def test_unusable_input_raises(tmp_path, flawed):
 
 def test_config_yaml_data_section(tmp_path, flawed):
     config = tmp_path / "exp.yaml"
-    config.write_text(f"model:\n  name: yolo\ndata:\n  format: voc\n  root: {flawed}\n"
+    config.write_text(f"name: exp\ndata:\n  format: voc\n  root: {flawed}\n"
                       f"  train_split: train\n  val_split: val\n  classes: [cat, dog]\n")
     report = check_dataset(config)
     assert set(report.splits) == {"train", "val"} and report.class_names == CLASSES
     assert UNKNOWN_CLASS in report.problems_by_kind()
     assert str(config) in report.notes[0]
+    # --set overrides, as tools/train.py applies them.
+    report = check_dataset(config, overrides=["data.val_split=test"])
+    assert set(report.splits) == {"train", "test"}
+    # The config is loaded as training loads it: every key and value is checked.
     config.write_text("data:\n  format: pascal\n  root: .\n")
-    with pytest.raises(InputError, match="data.format"):
+    with pytest.raises(InputError, match="data.format must be one of"):
+        check_dataset(config)
+    config.write_text(f"model:\n  name: yolo\ndata:\n  root: {flawed}\n")
+    with pytest.raises(InputError, match="unknown key 'model.name'"):
         check_dataset(config)
 
 
@@ -198,7 +205,7 @@ def test_size_histogram_buckets(tmp_path):
                voc_object("dog", 1, 1, 100, 100), voc_object("dog", 1, 1, 300, 300)]
     root = write_voc(tmp_path / "voc", {"a": objects}, {"all": ["a"]}, width=300, height=300)
     write_image(root / "JPEGImages" / "a.jpg", 300, 300)
-    report = check_voc(root)
+    report = check_voc(root, class_names=["cat", "dog"])
     assert report.ok
     assert report.size_histogram == {"cat": [1, 1, 0, 0, 0, 0], "dog": [0, 0, 0, 1, 0, 1]}
 
@@ -275,16 +282,24 @@ def test_coco_json(tmp_path):
     assert report.union.images == 3 and report.union.boxes_per_class == {"cat": 1, "dog": 2}
     assert [(p.kind, Path(p.source).name) for p in report.problems] == [
         (MISSING_IMAGE, "2.jpg"), (DEGENERATE_BOX, "instances.json"), (OUT_OF_BOUNDS_BOX, "instances.json")]
-    # The reader stops at its first problem: that one is reported, with a note.
+    # A broken image entry is reported and counted as an image without boxes; the rest is checked.
+    broken = json.loads(json.dumps(coco))
+    broken["annotations"][2]["bbox"] = [90, 10, 20]
+    json_path.write_text(json.dumps(broken))
+    report = check_dataset(json_path, image_dir=tmp_path / "images")
+    assert report.union.images == 3 and report.union.boxes_per_class == {"cat": 1, "dog": 1}
+    assert [p.kind for p in report.problems] == [MISSING_IMAGE, MALFORMED_ANNOTATION, DEGENERATE_BOX]
+    assert "annotations[2] (id 3): bbox must be a list of 4 numbers" in report.problems[1].message
+    # A fault of the file as a whole ends the check: it is reported, with a note.
     coco["annotations"][0]["category_id"] = 7
     json_path.write_text(json.dumps(coco))
     report = check_dataset(json_path, image_dir=tmp_path / "images")
     assert [p.kind for p in report.problems] == [MALFORMED_ANNOTATION]
-    assert any("first problem" in note for note in report.notes)
+    assert any("file as a whole" in note for note in report.notes)
 
 
 def test_yolo_root(tmp_path):
-    pytest.importorskip("detect.data.yolo", reason="detect.data.yolo not written yet")
+    pytest.importorskip("detect.data.yolo_txt", reason="detect.data.yolo_txt not written yet")
     root = tmp_path / "yolo"
     for folder in ("images/train", "images/val", "labels/train", "labels/val"):
         (root / folder).mkdir(parents=True)

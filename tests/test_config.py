@@ -5,7 +5,8 @@ import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Tuple
+from types import SimpleNamespace
+from typing import Optional, Tuple, Union
 
 import pytest
 
@@ -152,6 +153,10 @@ OUT_OF_RANGE = {
     "data.multiscale_sizes": ([320, 0], r"data.multiscale_sizes\[1\] must be >= 1, got 0"),
     "data.multiscale_every": (0, "data.multiscale_every must be >= 1, got 0"),
     "data.max_boxes": (0, "data.max_boxes must be >= 1, got 0"),
+    "data.min_side": (0, "data.min_side must be >= 1, got 0"),
+    "data.max_side": (0, "data.max_side must be >= 1, got 0"),
+    "data.size_divisor": (0, "data.size_divisor must be >= 1, got 0"),
+    "data.min_sides": ([480, 0], r"data.min_sides\[1\] must be >= 1, got 0"),
     "data.shapes.num_images": (0, "data.shapes.num_images must be >= 1, got 0"),
     "data.shapes.image_size": (16, "data.shapes.image_size must be >= 32, got 16"),
     "data.shapes.seed": (-1, "data.shapes.seed must be >= 0, got -1"),
@@ -280,3 +285,77 @@ def test_train_tool_refuses_a_bad_value_before_touching_data(tmp_path):
     assert lines == ["error: configs/yolo_bccd.yaml: train.batch_size must be >= 1, got 0"], result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+# ---- tagged unions (model.type) and the task registry ---------------------------------
+
+
+@dataclass(frozen=True)
+class _Anchor:
+    type: str = "anchor"
+    size: int = 3
+
+
+@dataclass(frozen=True)
+class _Proposal:
+    type: str = "proposal"
+    count: int = 300
+    nms: float = 0.7
+
+
+@dataclass(frozen=True)
+class _Tagged:
+    model: Union[_Anchor, _Proposal] = field(default_factory=_Anchor)
+
+
+def test_a_tagged_union_picks_the_class_by_its_type_key():
+    from detect.config import from_dict
+
+    assert from_dict(_Tagged, {"model": {"type": "proposal", "count": 100}}).model == _Proposal(count=100)
+    assert from_dict(_Tagged, {"model": {"size": 5}}).model == _Anchor(size=5)  # no type: the first
+    assert from_dict(_Tagged, {}).model == _Anchor()
+    with pytest.raises(InputError, match=r"model.type: unknown type 'rcnn'; valid types: anchor, proposal"):
+        from_dict(_Tagged, {"model": {"type": "rcnn"}}, source="x.yaml")
+    # Keys are checked against the chosen class, not the union.
+    with pytest.raises(InputError, match=r"unknown key 'model.size'; valid keys of model: type, count, nms"):
+        from_dict(_Tagged, {"model": {"type": "proposal", "size": 5}}, source="x.yaml")
+
+
+def test_model_type_selects_a_registered_task(tmp_path, monkeypatch):
+    import detect.models as models
+    from detect.train.experiment import load_experiment
+    from detect.yolo.model import YoloConfig, YoloDetector
+
+    path = tmp_path / "x.yaml"
+    path.write_text("model:\n  type: yolo\n  backbone: tiny\n  head_width: 8\n")
+    config = load_experiment(path)
+    assert isinstance(config.model, YoloConfig)
+    assert isinstance(models.build_task(config.model, 3), YoloDetector)
+    with pytest.raises(InputError, match=r"model.type must be one of 'yolo', got 'faster_rcnn'"):
+        load_experiment(path, ["model.type=faster_rcnn"])
+
+    class Fake:
+        def __init__(self, num_classes, config, input_shape):
+            self.args = (num_classes, config, input_shape)
+
+    @dataclass(frozen=True)
+    class FakeConfig:
+        type: str = "fake"
+
+    monkeypatch.setitem(models.TASKS, "fake", (FakeConfig, Fake))
+    assert models.build_task(FakeConfig(), 5).args == (5, FakeConfig(), (None, None, 3))
+    with pytest.raises(InputError, match="type 'fake' needs a FakeConfig, got SimpleNamespace"):
+        models.build_task(SimpleNamespace(type="fake"), 5)
+    with pytest.raises(InputError, match="unknown model type 'rcnn'; registered: yolo, fake"):
+        models.build_task(SimpleNamespace(type="rcnn"), 5)
+
+
+def test_shortest_side_size_divisor_must_fit_the_stride(tmp_path):
+    from detect.train.experiment import load_experiment
+
+    path = tmp_path / "x.yaml"
+    path.write_text("data:\n  resize: shortest_side\n  size_divisor: 16\n  min_side: 64\n  max_side: 128\n")
+    with pytest.raises(InputError, match=r"data.size_divisor 16 is not a multiple of 32"):
+        load_experiment(path)
+    assert load_experiment(path, ["data.size_divisor=64"]).data.size_divisor == 64
+    assert load_experiment(path, ["data.resize=letterbox"]).data.size_divisor == 16  # unused there

@@ -318,3 +318,33 @@ def test_convert_tool_to_coco_and_bad_input(yolo_root, tmp_path):
     assert bad.stderr.strip().splitlines()[-1] == \
         f"{yolo_root / 'labels' / 'train' / 'b.txt'}: line 1: class 7 is out of range 0..2"
     assert "Traceback" not in bad.stderr
+
+
+# ---- the YOLO-txt module's name and Record.area --------------------------------------
+
+
+def test_yolo_txt_module_name():
+    import importlib.util
+
+    import detect.data.yolo_txt as yolo_txt
+
+    assert importlib.util.find_spec("detect.data.yolo") is None  # detect.yolo is the model, not a format
+    assert read_yolo is yolo_txt.read_yolo and yolo_class_names is yolo_txt.yolo_class_names
+
+
+def test_record_area_from_coco_else_the_box(tmp_path):
+    records = read_coco(write_json(tmp_path / "ann.json", coco_dict()))
+    # Image 5: the annotation's own area (1200), and w * h where the annotation has none.
+    np.testing.assert_array_equal(records[1].area, [1200.0, 8000.0])
+    assert records[1].area.dtype == np.float64 and records[2].area.shape == (0,)
+    segment = coco_dict()
+    segment["annotations"][0]["area"] = 517.25  # a segment's area, less than its box's
+    records = read_coco(write_json(tmp_path / "segment.json", segment))
+    assert records[1].area[0] == 517.25
+    # Written back as it was read; other formats' records have the box area (0 if degenerate).
+    out = records_to_coco(records)
+    assert sorted(a["area"] for a in out["annotations"]) == [12.0, 517.25, 8000.0]
+    record = Record("x", 9, 9, [[1, 1, 4.5, 3], [5, 5, 4, 8]], [0, 0], [False, False], ("a",))
+    np.testing.assert_array_equal(record.area, [7.0, 0.0])
+    with pytest.raises(ValueError, match="area must be 2 finite numbers"):
+        Record("x", 9, 9, [[1, 1, 4.5, 3], [5, 5, 4, 8]], [0, 0], [False, False], ("a",), area=[1.0, np.nan])

@@ -242,3 +242,59 @@ def test_voc_gt_bccd():
     assert gt.class_names == ["Platelets", "RBC", "WBC"]  # not VOC names: sorted names found
     assert len(gt.classes) == len(gt.boxes_xywh) == len(gt.area) == len(gt.ignore) > 0
     assert (gt.boxes_xywh[:, 2:] > 0).all() and not gt.ignore.any()
+
+
+# ---- one COCO validator: evaluation and the training reader -------------------------
+
+
+def readable_gt_dict():
+    """``coco_gt_dict`` with what the training reader needs too (file names and sizes)."""
+    data = coco_gt_dict()
+    for image in data["images"]:
+        image.update(file_name=f"{image['id']}.jpg", width=64, height=48)
+    return data
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda d: d.clear() or d.update(x=1),
+    lambda d: d.pop("annotations"),
+    lambda d: d.update(images={}),
+    lambda d: d["images"].append([5]),
+    lambda d: d["images"][1].update(id=2.5),
+    lambda d: d["images"][1].update(id="2"),
+    lambda d: d["categories"][0].update(id="7"),
+    lambda d: d["categories"][1].update(name=3),
+    lambda d: d["annotations"][1].update(id=None),
+    lambda d: d["annotations"][1].update(id="a", image_id="nine"),
+    lambda d: d["annotations"][2].update(category_id=[3]),
+    lambda d: d["annotations"][0].update(bbox=[0, 1, 5]),
+    lambda d: d["annotations"][0].update(bbox=[0, math.inf, 1, 5]),
+    lambda d: d["annotations"][0].update(area="big"),
+    lambda d: d["annotations"][0].update(area=math.nan),
+    lambda d: d["annotations"][0].update(area=-3.5),
+    lambda d: d["annotations"][0].update(iscrowd=True),
+])
+def test_coco_gt_and_reader_give_one_message_per_fault(tmp_path, mutate):
+    from detect.data.coco import read_coco
+
+    data = readable_gt_dict()
+    mutate(data)
+    path = write_json(tmp_path / "gt.json", data)
+    with pytest.raises(InputError) as for_eval:
+        load_coco_gt(path)
+    with pytest.raises(InputError) as for_training:
+        read_coco(path)
+    assert str(for_eval.value) == str(for_training.value)
+    assert str(for_eval.value).startswith(f"{path}: ") and "\n" not in str(for_eval.value)
+
+
+def test_one_coco_validator():
+    import detect.eval.loaders as loaders
+    from detect.data import coco
+
+    assert loaders.validate_coco is coco.validate_coco
+    # Evaluation needs no image files: entries without file_name or size are fine there only.
+    gt = load_coco_gt(coco_gt_dict())
+    assert gt.num_images == 3
+    with pytest.raises(InputError, match=r"images\[0\] \(id 5\): missing key 'width'"):
+        coco.validate_coco(coco_gt_dict(), "gt.json")

@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 
 from detect.data.augment import AugmentConfig
-from detect.data.pipeline import (PAD_CLASS, SkipCounter, build_dataset, distribute_dataset,
-                                  multiscale_schedule, pipeline_stats)
+from detect.data.pipeline import (PAD_CLASS, RESIZE_MODES, SkipCounter, build_dataset, distribute_dataset,
+                                  min_side_schedule, multiscale_schedule, pipeline_stats)
 from detect.data.records import Record
 from detect.data.transforms import unmap_boxes
 from test_augment import COLOURS, GEOMETRIC, RECTS, check_boxes_match_pixels, rectangles_image
@@ -80,11 +80,13 @@ def test_round_trip_without_augmentation(records, kwargs):
 def test_batch_layout_and_padding(records):
     ds = build_dataset(records, training=False, batch_size=5, image_size=96, max_boxes=6)
     batch = next(iter(ds))
-    expected = {"image": ([5, 96, 96, 3], tf.float32), "boxes": ([5, 6, 4], tf.float32),
+    expected = {"image": ([5, 96, 96, 3], tf.float32), "image_hw": ([5, 2], tf.int32),
+                "boxes": ([5, 6, 4], tf.float32),
                 "classes": ([5, 6], tf.int32), "ignore": ([5, 6], tf.bool), "num_boxes": ([5], tf.int32),
                 "image_id": ([5], tf.string), "transform": ([5, 4], tf.float32),
                 "original_size": ([5, 2], tf.int32)}
     assert {k: (v.shape.as_list(), v.dtype) for k, v in batch.items()} == expected
+    assert (batch["image_hw"].numpy() == 96).all()  # letterbox: the whole square is input
     for x in unbatch([batch]):
         n = len(x["classes"])
         assert (x["all"]["classes"][n:] == PAD_CLASS).all() and (x["all"]["classes"][:n] >= 0).all()
@@ -255,7 +257,8 @@ def test_tfrecord_source_round_trip_and_bad_examples(records, tmp_path, caplog):
     assert any(f"{bad_file}[record 1]" in m for m in caplog.messages)
 
 
-@pytest.mark.parametrize("kwargs", [dict(image_size=160), dict(resize="shortest_side", min_side=120, max_side=200)])
+@pytest.mark.parametrize("kwargs", [dict(image_size=160), dict(resize="shortest_side", min_side=120, max_side=200),
+                                    dict(resize="shortest_side", min_side=120, max_side=200, min_sides=(96, 160))])
 def test_augmented_pipeline_keeps_boxes_on_their_pixels(tmp_path, kwargs):
     image = rectangles_image()
     recs = [record(tmp_path / f"rect{i}.png", image, RECTS, classes=np.arange(4), ignore=[False] * 4,
@@ -267,6 +270,12 @@ def test_augmented_pipeline_keeps_boxes_on_their_pixels(tmp_path, kwargs):
             pixels = np.round(x["image"] * 255).astype(np.uint8)
             check_boxes_match_pixels(pixels, x["boxes"], x["classes"], tolerance=2.0)
             n += len(x["boxes"])
+            h, w = x["all"]["image_hw"]
+            if "resize" in kwargs:  # the batch's extent, rounded up to the default divisor 32; zeros beyond
+                assert x["image"].shape[0] % 32 == 0 and x["image"].shape[1] % 32 == 0
+                assert (x["image"][h:] == 0).all() and (x["image"][:, w:] == 0).all()
+            else:
+                assert (h, w) == (160, 160)
     assert n > 16 * 2 and len(COLOURS) == 4
 
 
@@ -292,7 +301,9 @@ def test_multiscale_sizes_change_every_n_batches_deterministically(records):
     def observed(seed):
         ds = build_dataset(records * 3, training=True, batch_size=1, image_size=128, multiscale_sizes=sizes,
                            multiscale_every=every, seed=seed)
-        return [[int(b["image"].shape[1]) for b in ds] for _ in range(2)]  # two epochs
+        epochs = [[(int(b["image"].shape[1]), b["image_hw"].numpy().tolist()) for b in ds] for _ in range(2)]
+        assert all(hw == [[size, size]] for epoch in epochs for size, hw in epoch)  # image_hw follows the size
+        return [[size for size, _ in epoch] for epoch in epochs]
 
     (first, second) = observed(5)
     assert first == multiscale_schedule(15, sizes, every, 5) and [first, second] == observed(5)
@@ -326,6 +337,121 @@ def test_cache(records, tmp_path):
     assert len({tuple(e) for e in epochs}) > 1
 
 
+# Shortest side with min_side 64, max_side 160, worked out by hand: (height, width) -> resized.
+#   96 x 160 (3:5, a 600 x 1000 shape): scale min(64/96, 160/160) = 2/3 -> 64 x 106.67, rounded 64 x 107
+#   40 x 50: scale min(64/40, 160/50) = 1.6 -> 64 x 80
+#   120 x 48: scale min(64/48, 160/120) = 4/3 -> 160 x 64
+SHORTEST_SIDE_CASES = [((96, 160), (64, 107)), ((40, 50), (64, 80)), ((120, 48), (160, 64))]
+
+
+@pytest.fixture
+def shortest_side_records(tmp_path):
+    rng = np.random.default_rng(2)
+    out = []
+    for i, ((h, w), _) in enumerate(SHORTEST_SIDE_CASES):
+        image = rng.integers(50, 200, (h, w, 3), np.uint8)  # never 0, so the padding stands out
+        out.append(record(tmp_path / f"s{i}.png", image, random_boxes(rng, 3, h, w), image_id=f"s{i}"))
+    return out
+
+
+def test_shortest_side_batches_are_padded_to_their_own_extent(shortest_side_records):
+    recs = shortest_side_records
+    kwargs = dict(training=False, max_boxes=4, resize="shortest_side", min_side=64, max_side=160, size_divisor=32,
+                  deterministic=True)
+    ds = build_dataset(recs, batch_size=2, **kwargs)
+    # Each batch its own largest height and width, rounded up to 32, not a max_side (160) square:
+    # [64 x 107, 64 x 80] -> 64 x 128; [160 x 64] -> 160 x 64.
+    assert [tuple(b["image"].shape) for b in ds] == [(2, 64, 128, 3), (1, 160, 64, 3)]
+    seen = list(unbatch(ds))
+    assert [x["image_id"] for x in seen] == ["s0", "s1", "s2"]
+    for r, ((height, width), (h, w)), x in zip(recs, SHORTEST_SIDE_CASES, seen):
+        assert x["all"]["image_hw"].dtype == np.int32
+        np.testing.assert_array_equal(x["all"]["image_hw"], [h, w])
+        np.testing.assert_array_equal(x["original_size"], [height, width])
+        image = x["image"]
+        assert (image[h:] == 0).all() and (image[:, w:] == 0).all()  # padding
+        assert image[:h, :w].min() > 40 / 255  # the image fills its corner
+        source = cv2.imread(r.image_path)[..., ::-1]
+        assert np.abs(image[:h, :w] * 255 - cv2.resize(source, (w, h), interpolation=cv2.INTER_LINEAR)).mean() < 2
+        # Boxes: scaled by the realised per-axis factors, no offset; and back to the originals.
+        sx, sy = w / width, h / height
+        np.testing.assert_allclose(x["transform"], [sy, sx, 0, 0], rtol=1e-6)
+        np.testing.assert_allclose(x["boxes"], r.boxes * np.array([sx, sy, sx, sy], np.float32), atol=1e-3)
+        np.testing.assert_allclose(unmap_boxes(x["boxes"], x["transform"]), r.boxes, atol=1e-3)
+    # drop_remainder and cache keep working with variable sizes.
+    assert [tuple(b["image"].shape) for b in build_dataset(recs, batch_size=2, drop_remainder=True, **kwargs)] \
+        == [(2, 64, 128, 3)]
+    cached = build_dataset(recs, batch_size=3, cache=True, **kwargs)
+    first, second = [b["image"].numpy() for b in cached], [b["image"].numpy() for b in cached]
+    assert first[0].shape == (3, 160, 128, 3)
+    np.testing.assert_array_equal(first[0], second[0])
+    # Divisor 1: exactly the largest extent.
+    assert next(iter(build_dataset(recs, batch_size=3, **dict(kwargs, size_divisor=1))))["image"].shape \
+        == (3, 160, 107, 3)
+
+
+def test_shortest_side_multiscale_picks_min_sides_per_image_by_seed(tmp_path):
+    sides = (32, 64, 96)
+    image = np.full((40, 40, 3), 100, np.uint8)  # square: the resized image is pick x pick
+    recs = [record(tmp_path / f"sq{i}.png", image, [[4, 8, 30, 36]], classes=[1], ignore=[False],
+                   image_id=f"sq{i:02d}") for i in range(12)]
+
+    def observed(seed, epochs=1):
+        ds = build_dataset(recs, training=False, batch_size=4, resize="shortest_side", min_side=64, max_side=128,
+                           min_sides=sides, seed=seed, deterministic=True)
+        out = []
+        for _ in range(epochs):
+            picks = []
+            for batch in ds:
+                hw = batch["image_hw"].numpy()
+                assert (hw[:, 0] == hw[:, 1]).all()
+                assert batch["image"].shape[1:3] == (hw.max(), hw.max())  # picks are multiples of 32 already
+                for x in unbatch([batch]):
+                    scale = x["all"]["image_hw"][0] / 40
+                    np.testing.assert_allclose(x["transform"], [scale, scale, 0, 0], rtol=1e-6)
+                    np.testing.assert_allclose(unmap_boxes(x["boxes"], x["transform"]), [[4, 8, 30, 36]], atol=1e-3)
+                picks += hw[:, 0].tolist()
+            out.append(picks)
+        return out
+
+    first, second = observed(5, epochs=2)
+    assert first == min_side_schedule(12, sides, 5) and observed(5) == [first]  # seeded, in image order
+    assert set(first) <= set(sides) and len(set(first)) > 1  # per image, from the list
+    assert first != second  # fresh picks each epoch
+    assert min_side_schedule(40, sides, 5) != min_side_schedule(40, sides, 6)
+
+
+def test_resize_arguments_are_checked_and_match_the_data_config():
+    import inspect
+
+    from detect.config import FieldError
+    from detect.train.experiment import DataConfig
+
+    # DataConfig's keys are build_dataset's keywords, with the same defaults.
+    params, config = inspect.signature(build_dataset).parameters, DataConfig()
+    for key in ("resize", "image_size", "multiscale_every", "min_side", "max_side", "size_divisor", "min_sides",
+                "max_boxes"):
+        assert params[key].default == getattr(config, key), key
+    assert [DataConfig(resize=mode).resize for mode in RESIZE_MODES] == list(RESIZE_MODES)
+    for kwargs, key in [(dict(resize="stretch"), "resize"), (dict(min_side=200, max_side=100), "min_side"),
+                        (dict(resize="shortest_side", min_side=64, max_side=100, min_sides=(64, 128)),
+                         r"min_sides\[1\]"),
+                        (dict(min_sides=(64,)), "min_sides"),
+                        (dict(resize="shortest_side", multiscale_sizes=(320,)), "multiscale_sizes"),
+                        (dict(size_divisor=0), "size_divisor")]:
+        with pytest.raises(FieldError, match=f"^{key}"):
+            DataConfig(**kwargs)
+    source = [Record("x", 10, 10, [[0, 0, 5, 5]], [0], [False], CLASSES, image_path="never_read.png")]
+    for kwargs, message in [(dict(min_sides=(64,)), "min_sides works with resize='shortest_side' only"),
+                            (dict(resize="shortest_side", min_side=200, max_side=100), "min_side=200"),
+                            (dict(resize="shortest_side", min_sides=(64, 2000)), r"min_sides=\[64, 2000\]"),
+                            (dict(resize="shortest_side", size_divisor=0), "size_divisor=0"),
+                            (dict(resize="shortest_side", multiscale_sizes=[320]), "multiscale_sizes works")]:
+        with pytest.raises(ValueError, match=message):
+            build_dataset(source, training=False, batch_size=1, **kwargs)
+    build_dataset(source, training=False, batch_size=1, resize="shortest_side", min_sides=(480, 1000))
+
+
 class _TwoPipelines:
     """A stand-in strategy that calls the dataset function as replica 1 of 2 would."""
 
@@ -333,10 +459,11 @@ class _TwoPipelines:
         return fn(tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1, num_replicas_in_sync=2))
 
 
-def test_distribute_dataset_gives_per_replica_batches(records):
+@pytest.mark.parametrize("kwargs", [dict(image_size=64), dict(resize="shortest_side", min_side=64, max_side=96)])
+def test_distribute_dataset_gives_per_replica_batches(records, kwargs):
     def make(batch_size, ctx):
-        return build_dataset(records, training=False, batch_size=batch_size, image_size=64, input_context=ctx,
-                             deterministic=True)
+        return build_dataset(records, training=False, batch_size=batch_size, input_context=ctx, deterministic=True,
+                             **kwargs)
 
     ds = distribute_dataset(_TwoPipelines(), make, global_batch_size=4)
     batches = list(ds)

@@ -115,3 +115,14 @@ def test_yolo_to_tfrecord_through_read_dataset(tmp_path):
     write_tfrecords(records, tmp_path / "tf", num_shards=2)
     back = read_tfrecords(tmp_path / "tf")
     assert_same(records, back)
+
+
+def test_area_survives_tfrecords(tmp_path):
+    jpeg = tf.io.encode_jpeg(tf.zeros([6, 8, 3], tf.uint8)).numpy()
+    # A COCO segment area that float32 would round (1024.0000001 is not a float32).
+    record = Record("a", 6, 8, [[0, 0, 40, 30], [1, 1, 2, 2]], [0, 1], [False, False], ("cat", "dog"),
+                    image_bytes=jpeg, area=[1024.0000001, 0.5])
+    write_tfrecords([record, tiny_records()[0]], tmp_path, num_shards=1)
+    back = read_tfrecords(tmp_path)
+    assert back[0].area.tolist() == [1024.0000001, 0.5]
+    np.testing.assert_array_equal(back[1].area, [16.0, 6.75 * 3.5])  # no area given: the boxes'

@@ -130,3 +130,54 @@ def test_two_replicas_match_one_device():
     assert max(moved) > 0
     for a, b in zip(single, pair):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_losses_are_read_every_log_every_steps_and_nan_names_its_step(tmp_path, monkeypatch):
+    from detect.train import engine
+
+    drains = []
+    original = engine.Trainer._drain
+
+    def counting(self, window, *args):
+        drains.append(len(window.pending))
+        return original(self, window, *args)
+
+    monkeypatch.setattr(engine.Trainer, "_drain", counting)
+    cfg = TrainConfig(epochs=1, batch_size=2, learning_rate=0.01, warmup_epochs=0, log_every=3)
+    clean = make_data(images=16, batch=2)  # 8 steps
+
+    def poisoned(epoch):  # only the 6th batch of the epoch is broken
+        return clean(epoch).enumerate().map(
+            lambda i, b: {**b, "boxes": tf.where(i == 5, np.nan, b["boxes"])})
+
+    trainer = Trainer(detector(), cfg, tmp_path, poisoned, 8, progress=False)
+    with pytest.raises(TrainingDiverged, match=r"became nan at step 6\b"):
+        trainer.fit()
+    # Read back after steps 3 and 6 only, not after every step.
+    assert drains == [3, 3]
+
+
+def test_only_the_chief_writes_into_the_run_directory(tmp_path, monkeypatch):
+    from detect.train import engine
+
+    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver
+
+    class Fake:
+        def __init__(self, cluster, task_type, task_id):
+            self.cluster_resolver = resolver(tf.train.ClusterSpec(cluster), task_type=task_type, task_id=task_id)
+
+    workers = {"worker": ["a:1", "b:1"]}
+    assert engine.is_chief(Fake(workers, "worker", 0)) and not engine.is_chief(Fake(workers, "worker", 1))
+    with_chief = {"chief": ["c:1"], "worker": ["a:1"]}
+    assert engine.is_chief(Fake(with_chief, "chief", 0)) and not engine.is_chief(Fake(with_chief, "worker", 0))
+    assert engine.is_chief(tf.distribute.get_strategy())
+
+    monkeypatch.setattr(engine, "is_chief", lambda strategy: False)
+    run_dir = tmp_path / "run"
+    cfg = TrainConfig(epochs=1, batch_size=8, learning_rate=0.01, warmup_epochs=0)
+    trainer = Trainer(detector(), cfg, run_dir, make_data(), 2, evaluate=lambda t: {"mAP50": 0.1, "AP": 0.0},
+                      config_snapshot={"a": 1}, progress=False)
+    scratch = trainer.run_dir
+    history = trainer.fit()
+    assert [e["epoch"] for e in history["epochs"]] == [1]  # it trained and evaluated
+    assert not run_dir.exists() and not scratch.exists()  # wrote elsewhere and cleaned up

@@ -72,13 +72,18 @@ def test_letterbox_moves_pixels_with_boxes():
     assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (10, 10, 30, 20)
 
 
-def test_shortest_side_pads_bottom_right():
+def test_shortest_side_resizes_without_padding():
+    # Padding to the batch's extent is the pipeline's job; the resize itself is the image only.
     image = np.full((30, 40, 3), 7, np.uint8)
     out, boxes, t = resize_shortest_side(image, np.array([[0, 0, 40, 30]], np.float32), 60, 100)
-    assert out.shape == (100, 100, 3)
+    assert out.shape == (60, 80, 3) and (out == 7).all()
     np.testing.assert_allclose(t, [2, 2, 0, 0])
     np.testing.assert_allclose(boxes, [[0, 0, 80, 60]])
-    assert (out[:60, :80] == 7).all() and (out[60:] == PAD_VALUE).all() and (out[:, 80:] == PAD_VALUE).all()
+    # Capped by max_side: 30 x 90 -> 33.33 x 100, rounded to 33 rows, so scale_y = 33 / 30.
+    out, boxes, t = resize_shortest_side(np.zeros((30, 90, 3), np.uint8), np.array([[0, 0, 90, 30]]), 60, 100)
+    assert out.shape == (33, 100, 3)
+    np.testing.assert_allclose(t, [33 / 30, 100 / 90, 0, 0], rtol=1e-6)
+    np.testing.assert_allclose(boxes, [[0, 0, 100, 33]], rtol=1e-6)
 
 
 @pytest.mark.parametrize("height,width", [(480, 640), (100, 33), (777, 501), (416, 416), (1, 300)])
@@ -95,10 +100,12 @@ def test_graph_twins_agree_with_numpy(height, width):
     content[pad_y:pad_y + new_h, pad_x:pad_x + new_w] = True
     np.testing.assert_allclose(got[~content], PAD_VALUE, atol=1e-3)
     assert np.abs(got[content] - ref[content]).mean() < 2.0
-    out, t = resize_shortest_side_tf(tf.constant(image, tf.float32), 600, 1000)
-    _, _, ref_t = resize_shortest_side(image, np.zeros((0, 4), np.float32), 600, 1000)
-    assert out.shape == (1000, 1000, 3)
-    np.testing.assert_allclose(t.numpy(), ref_t, rtol=1e-6)
+    for min_side in (600, tf.constant(600)):  # a Python int, or a per-image pick in the graph
+        out, t = resize_shortest_side_tf(tf.constant(image, tf.float32), min_side, 1000)
+        ref, _, ref_t = resize_shortest_side(image, np.zeros((0, 4), np.float32), 600, 1000)
+        assert out.shape == ref.shape  # unpadded, the same size
+        np.testing.assert_allclose(t.numpy(), ref_t, rtol=1e-6)
+        assert np.abs(out.numpy() - ref).mean() < 2.0
 
 
 def test_rescale_transform_keeps_mapping_exact():

@@ -187,3 +187,32 @@ def test_broken_annotations_are_collected_when_asked(tmp_path):
     # An unknown class means the class list is wrong, not the file: it still raises.
     with pytest.raises(InputError, match="unknown class 'unicorn'"):
         read_voc(root, "odd", class_names=["cat"], skipped=[])
+
+
+def test_voc_corners_in_one_place(tmp_path):
+    """``voc_box`` and its inverse ``voc_corners`` are the only VOC corner conversion."""
+    import ast
+
+    import detect
+    from detect.data.voc import voc_box, voc_corners
+    from detect.data.voc_writer import write_voc as write_records
+
+    corners = np.array([[1, 1, 10, 20], [11.5, 2, 30, 40.25], [10, 10, 10, 40]])
+    assert voc_box((1, 1, 10, 20)) == (0.0, 0.0, 10.0, 20.0)  # ten pixels wide: continuous 0 .. 10
+    np.testing.assert_array_equal(voc_corners(voc_box(corners)), corners)
+    np.testing.assert_array_equal(voc_corners([0, 0, 10, 20]), [1, 1, 10, 20])
+    # The writer goes through voc_corners: a written box reads back as itself.
+    boxes = voc_box(corners).astype(np.float32)
+    record = Record("a", 50, 60, boxes, [0, 1, 0], [False, True, False], ("cat", "dog"), "a.jpg")
+    write_records([record], tmp_path, "train")
+    back = read_voc(tmp_path, "train", ("cat", "dog"))[0]
+    np.testing.assert_array_equal(back.boxes, boxes)
+    assert back.ignore.tolist() == [False, True, False]
+    # No other module does corner arithmetic with the devkit's 1-pixel offset by hand.
+    package = Path(detect.__file__).parent
+    for path in package.rglob("*.py"):
+        if path.name == "voc.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.List) and [getattr(e, "value", None) for e in node.elts] == [1.0, 1.0, 0.0, 0.0]:
+                raise AssertionError(f"{path}: VOC corner offset outside detect/data/voc.py")

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """k-means anchors for YOLO (YOLOv2's 1 - IoU distance).
 
-    python tools/anchors.py <dataset root or config> [--split train] [--num 9] [--size 416] [--write CONFIG]
+    python tools/anchors.py <dataset root, COCO JSON or config> [--split train] [--num 9] [--size 416]
+                            [--write CONFIG]
 
 Boxes are scaled as the letterbox pipeline scales them (longest image side
 to --size), clustered, and printed with their mean best IoU; --write puts
@@ -19,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dataset", help="VOC/YOLO root or an experiment config YAML")
+    parser.add_argument("dataset", help="VOC/YOLO root, COCO instances JSON or an experiment config YAML")
     parser.add_argument("--split", default=None, help="split to read (default: the config's train split, else train)")
     parser.add_argument("--num", type=int, default=9, help="number of anchors")
     parser.add_argument("--size", type=int, default=416, help="network input size (letterbox)")
@@ -50,6 +51,7 @@ def main(argv=None):
 
 
 def _records(dataset, split):
+    """The boxes' records: a config through the training dispatcher, else a dataset path."""
     path = Path(dataset)
     if path.suffix in (".yaml", ".yml"):
         from detect.train.data import class_names_of, load_records, prepare_data
@@ -58,12 +60,13 @@ def _records(dataset, split):
         config = load_experiment(path)
         prepare_data(config.data)
         return load_records(config.data, split or config.data.train_split, class_names_of(config.data))
-    from detect.data import read_dataset
+    from detect.data import is_voc_root, read_dataset
 
-    if (path / "Annotations").is_dir():
-        from detect.data import voc_class_names_in
-
-        return read_dataset("voc", path, split or "train", class_names=voc_class_names_in(path))
+    # Class lists: each format's default (detect.data.formats.read_dataset), as training's.
+    if path.suffix == ".json":
+        return read_dataset("coco", None, json_path=path)
+    if is_voc_root(path):
+        return read_dataset("voc", path, split or "train")
     return read_dataset("yolo", path, split or "train")
 
 

@@ -3,19 +3,24 @@
 
     python tools/check_dataset.py DATASET [--split S ...] [--classes a,b,c]
                                   [--images DIR] [--json OUT] [--show N --out DIR]
+    python tools/check_dataset.py configs/NAME.yaml [--set key=value ...] [...]
 
 DATASET is a VOC root (a folder with ``Annotations/``; every split in
 ``ImageSets/Main`` unless ``--split``), a COCO instances JSON (images in
-``--images``), a YOLO root (a folder with ``labels/``) or a config YAML whose
-``data:`` section names ``format``, ``root``, ``train_split``/``val_split``
-and ``classes``.
+``--images``), a YOLO root (a folder with ``labels/``) or an experiment
+config. A config is loaded as ``tools/train.py`` loads it (every key
+checked, ``--set`` applied) and its dataset is read by the same rules as
+training reads it, for every ``data.format`` (voc, coco, yolo, tfrecord, and
+shapes, which is generated on first use); its splits are the config's
+train/val/test splits unless ``--split``.
 
 Prints images and boxes per split and class, a box-size histogram and every
 problem found (image paths outside the dataset root, missing, corrupt or
 truncated images, malformed annotations, degenerate, tiny or out-of-bounds
 boxes, unknown classes, duplicate ids), each with its file; images whose
-content is in another format than their name says are noted. ``--show N --out DIR`` draws N images with their ground-truth boxes, to
-see a wrong box format before training.
+content is in another format than their name says are noted. ``--show N
+--out DIR`` draws N images with their ground-truth boxes, to see a wrong box
+format before training.
 
 Exit status: 0 no problems, 1 problems found, 2 unusable input (one line on
 stderr naming the file).
@@ -23,9 +28,11 @@ stderr naming the file).
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # a config or TFRecords import TensorFlow
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detect.cli import class_names_arg  # noqa: E402
@@ -47,6 +54,8 @@ def parse_args(argv):
                         help="class names, comma-separated, in class-id order "
                              "(VOC default: the names the annotations use)")
     parser.add_argument("--images", metavar="DIR", help="COCO image folder")
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="with a config: override keys as tools/train.py does, e.g. data.root=/data/voc")
     parser.add_argument("--no-decode", action="store_true",
                         help="only check that image files exist (fast on large datasets)")
     parser.add_argument("--allow-outside-root", action="store_true",
@@ -62,6 +71,8 @@ def parse_args(argv):
         parser.error("--show must be >= 0")
     if args.show and not args.out:
         parser.error("--show needs --out DIR")
+    if args.overrides and Path(args.dataset).suffix.lower() not in (".yaml", ".yml"):
+        parser.error("--set applies to a config YAML only")
     return args
 
 
@@ -71,7 +82,7 @@ def main(argv=None):
     try:
         report = check_dataset(args.dataset, splits=args.splits, class_names=class_names,
                                image_dir=args.images, decode_images=not args.no_decode,
-                               allow_outside_root=args.allow_outside_root)
+                               allow_outside_root=args.allow_outside_root, overrides=args.overrides)
     except InputError as error:
         print(error, file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -12,9 +12,13 @@ COCO results JSON list; for a VOC root its ``image_id`` is the annotation
 file's stem and ``category_id`` a class name or index. The metric defaults to
 coco for a JSON file, voc12 for a VOC root; ``--split`` to test, then val.
 With ``--config``/``--weights`` the trained model is run over a split of the
-config's dataset (its validation split by default), its detections (in
-original image pixels) optionally saved with ``--save-dets``, and scored as
-``--gt``/``--dets`` would score them.
+config's dataset (its validation split by default; any ``data.format``, read
+as training reads it), its detections (in original image pixels) optionally
+saved with ``--save-dets``, and scored as ``--gt``/``--dets`` would score
+them: against the split's JSON for COCO data (saved with its image and
+category ids), the VOC folder for VOC-layout data, the split's own records
+for YOLO and TFRecord data. The metric then defaults to voc12 for VOC-layout
+data (voc, shapes) and coco for the others.
 
 Bad input prints one line naming the file and the entry and exits with 2.
 """
@@ -42,7 +46,8 @@ def parse_args(argv):
     parser.add_argument("--gt", help="COCO instances JSON or VOC dataset root")
     parser.add_argument("--dets", help="detections: COCO results JSON list")
     parser.add_argument("--metric", choices=METRICS,
-                        help="default: coco for a JSON ground truth, voc12 for a VOC root")
+                        help="default: coco for a JSON ground truth, voc12 for a VOC root; with --config "
+                             "voc12 for VOC-layout data, else coco")
     parser.add_argument("--split", help="VOC split (default: test, else val)")
     parser.add_argument("--classes", type=class_names_arg,
                         help="VOC class names, comma-separated, in class-id order")

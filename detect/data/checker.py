@@ -1,8 +1,9 @@
 """Dataset checker: counts, box sizes and every problem of a detection dataset.
 
 ``check_dataset(source)`` reads a VOC root, a COCO JSON, a YOLO root or a
-config YAML and returns a ``DatasetReport``: images and boxes per split and
-class, a box-size histogram, and a list of ``Problem`` objects. It does not
+config YAML (any ``data.format``, read by the training run's rules: see
+``check_config``) and returns a ``DatasetReport``: images and boxes per
+split and class, a box-size histogram, and a list of ``Problem`` objects. It does not
 stop at the first problem: for VOC each annotation file is parsed on its own
 and its ``InputError`` becomes a reported problem. Only unusable input (a
 path that does not exist, a split that is not there) raises ``InputError``.
@@ -13,9 +14,11 @@ high is valid but reported as tiny, because annotation tools write such boxes
 by a stray click (BCCD's README calls its two "zero-size": VOC
 ``xmin == xmax`` is one pixel wide in the devkit convention).
 
-Importing this module does not import TensorFlow or OpenCV.
+Importing this module does not import TensorFlow or OpenCV; checking a
+config (whose loader builds on the model's config) or TFRecords does.
 """
 
+import dataclasses
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -111,7 +114,7 @@ class DatasetReport:
 
     Attributes:
       dataset: the path checked.
-      format: "voc", "coco" or "yolo".
+      format: "voc", "coco", "yolo", "tfrecord" or "shapes".
       class_names: classes in class-id order.
       classes_from: where the class list came from, in words.
       splits: {split name: SplitSummary}, in name order.
@@ -154,7 +157,7 @@ class DatasetReport:
 
 
 def check_dataset(source, splits=None, class_names=None, image_dir=None, decode_images=True,
-                  allow_outside_root=False):
+                  allow_outside_root=False, overrides=()):
     """Checks a dataset of any supported kind, chosen by what ``source`` is.
 
     Args:
@@ -164,13 +167,15 @@ def check_dataset(source, splits=None, class_names=None, image_dir=None, decode_
       splits: split names to check; None for every split found (a config's
         own splits). Ignored for COCO (one JSON is one split).
       class_names: the dataset's classes in class-id order; None to take
-        them from the config, the format's own list, or (VOC) the names the
-        annotations use, which makes unknown classes impossible to detect.
+        them from the config, the format's own list, or (VOC)
+        ``voc.default_voc_classes``, which makes unknown classes impossible
+        to detect.
       image_dir: COCO image folder.
       decode_images: decode every image (slow on large datasets); False
         only checks that the files exist.
       allow_outside_root: accept image paths that lead outside the dataset
         root instead of reporting them (``detect.data.paths``).
+      overrides: for a config, ``key=value`` overrides (``--set``).
 
     Returns:
       ``DatasetReport``.
@@ -184,7 +189,7 @@ def check_dataset(source, splits=None, class_names=None, image_dir=None, decode_
     kwargs = dict(class_names=class_names, decode_images=decode_images,
                   allow_outside_root=allow_outside_root)
     if path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
-        return check_config(path, splits=splits, **kwargs)
+        return check_config(path, splits=splits, overrides=overrides, **kwargs)
     if path.is_file() and path.suffix.lower() == ".json":
         return check_coco(path, image_dir=image_dir, **kwargs)
     if path.is_dir() and voc.is_voc_root(path):
@@ -256,8 +261,16 @@ def check_voc(root, splits=None, class_names=None, decode_images=True, allow_out
                 problems.append(Problem(MALFORMED_ANNOTATION, error.source, error.message))
 
     if class_names is None:
-        class_names = sorted({obj["name"] for ann in parsed.values() if ann for obj in ann["objects"]})
-        classes_from = "the annotations"
+        # The readers' rule (voc.default_voc_classes) over every annotation file, as training sees it.
+        found = {obj["name"] for ann in parsed.values() if ann for obj in ann["objects"]}
+        for xml_path in annotations.glob("*.xml"):
+            if xml_path.stem not in parsed:
+                try:
+                    found.update(obj["name"] for obj in voc._parse_annotation(xml_path)["objects"])
+                except InputError:
+                    pass  # not in a checked split: not this check's problem
+        class_names = voc.default_voc_classes(found=found)
+        classes_from = "the annotations (the 20 VOC classes if they use only those)"
         notes.append("classes are the names the annotations use; give the class list "
                      "(--classes or a config) to find unknown classes")
     else:
@@ -300,36 +313,125 @@ def check_voc(root, splits=None, class_names=None, decode_images=True, allow_out
 def check_coco(json_path, image_dir=None, class_names=None, decode_images=True, allow_outside_root=False):
     """Checks a COCO instances JSON with ``detect.data.coco.read_coco``.
 
-    The reader raises at its first problem; that problem is reported as a
-    malformed annotation and the check ends there.
-
     Args:
       json_path: the instances JSON.
       image_dir: image folder; None for the reader's default.
-      class_names: ignored (COCO carries its categories); accepted so every
-        format takes the same arguments.
+      class_names: None to take the JSON's categories; else they must be
+        these (``detect.data.formats.check_class_names``).
       decode_images, allow_outside_root: see ``check_dataset``.
 
     Returns:
       ``DatasetReport`` with one split named after the JSON file's stem.
     """
-    del class_names  # COCO names its categories itself.
-    from detect.data.coco import read_coco  # Lazily: only COCO datasets need it (and pycocotools).
-
     json_path = Path(json_path)
-    split = json_path.stem
-    problems, notes, records = [], [], {}
-    try:
-        for record in read_coco(json_path, image_dir=image_dir, allow_outside_root=allow_outside_root):
-            records[record.image_id] = (record, str(json_path), None)
-    except OutsideRootError as error:
-        problems.append(Problem(OUTSIDE_ROOT, error.source, error.message))
-        notes.append("the COCO reader stops at its first problem; fix it and check again")
-    except InputError as error:
-        problems.append(Problem(MALFORMED_ANNOTATION, error.source, error.message))
-        notes.append("the COCO reader stops at its first problem; fix it and check again")
-    class_names = next(iter(records.values()))[0].class_names if records else ()
-    return _finish(json_path, "coco", class_names, "the JSON's categories", {split: list(records)},
+    return check_coco_splits({json_path.stem: json_path}, image_dir=image_dir, class_names=class_names,
+                             decode_images=decode_images, allow_outside_root=allow_outside_root)
+
+
+def check_coco_splits(sources, image_dir=None, class_names=None, decode_images=True, allow_outside_root=False):
+    """Checks COCO instances JSONs, one per split (a config's train / val / test).
+
+    Each image entry with a bad size, ``bbox`` or ``area`` is one
+    ``MALFORMED_ANNOTATION`` problem and counts as an image without boxes,
+    as the training reader skips it; a structural fault (missing keys,
+    unknown ids) or a ``file_name`` outside the image folder ends that
+    file's check, with a note.
+
+    Args:
+      sources: {split name: JSON path}; a JSON named by two splits is read
+        once and its images count once in the union.
+      image_dir: the folder ``file_name`` is relative to (a config's
+        ``data.root``); None for ``read_coco``'s default.
+      class_names, decode_images, allow_outside_root: see ``check_coco``.
+
+    Returns:
+      ``DatasetReport``.
+
+    Raises:
+      InputError: categories other than ``class_names``, or JSONs whose
+        categories differ from each other.
+    """
+    from detect.data.coco import read_coco  # Lazily: only COCO datasets need it (and pycocotools).
+    from detect.data.formats import check_class_names
+
+    problems, notes, records, split_keys, read = [], [], {}, {}, {}
+    for split, json_path in sources.items():
+        json_path = Path(json_path)
+        if json_path not in read:
+            skipped, keys = [], []
+            try:
+                found = read_coco(json_path, image_dir=image_dir, allow_outside_root=allow_outside_root,
+                                  skipped=skipped)
+            except InputError as error:
+                kind = OUTSIDE_ROOT if isinstance(error, OutsideRootError) else MALFORMED_ANNOTATION
+                problems.append(Problem(kind, error.source, error.message))
+                notes.append(f"{json_path}: the COCO reader stops at a problem of the file as a whole "
+                             f"(or a path outside the image folder); fix it and check again")
+                found = []
+            if found:
+                if class_names is None:
+                    class_names = found[0].class_names
+                check_class_names(found[0].class_names, class_names, json_path)
+            for record in found:
+                key = (str(json_path), record.image_id)
+                records[key] = (record, str(json_path), None)
+                keys.append(key)
+            for i, error in enumerate(skipped):
+                problems.append(Problem(MALFORMED_ANNOTATION, error.source, error.message))
+                keys.append((str(json_path), "<broken>", i))  # an image without a record
+            read[json_path] = keys
+        split_keys[split] = read[json_path]
+    source = ", ".join(dict.fromkeys(map(str, sources.values())))
+    return _finish(source, "coco", tuple(class_names or ()), "the JSON's categories", split_keys, records,
+                   problems, notes, decode_images)
+
+
+def check_tfrecord(sources, class_names=None, decode_images=True):
+    """Checks TFRecord shards (``detect.data.tfrecord``), one file pattern per split.
+
+    The records carry their image bytes, which are decoded and checked as
+    files are; boxes are checked as for every format. A file that cannot be
+    read is a ``MALFORMED_ANNOTATION`` problem and ends that file's check.
+
+    Args:
+      sources: {split name: folder, file or glob of shards}.
+      class_names: None to take the class names the examples store; else
+        they must be these.
+      decode_images: see ``check_dataset``.
+
+    Returns:
+      ``DatasetReport``; images are keyed by their stored id.
+
+    Raises:
+      InputError: a pattern that matches no file, or class names other
+        than ``class_names``.
+    """
+    from detect.data.formats import check_class_names
+    from detect.data.tfrecord import read_tfrecords, tfrecord_files  # TensorFlow
+
+    problems, notes, records, split_keys = [], [], {}, {}
+    for split, pattern in sources.items():
+        keys = split_keys[split] = []
+        seen = set()
+        for path in tfrecord_files(pattern):
+            try:
+                found = read_tfrecords(path)
+            except InputError as error:
+                problems.append(Problem(MALFORMED_ANNOTATION, error.source, error.message))
+                continue
+            for record in found:
+                if class_names is None:
+                    class_names = record.class_names
+                check_class_names(record.class_names, class_names, path)
+                if record.image_id in seen:
+                    problems.append(Problem(DUPLICATE_ID, path, f"image id {record.image_id!r} is "
+                                                                f"stored twice in split {split!r}"))
+                    continue
+                seen.add(record.image_id)
+                keys.append(record.image_id)
+                records.setdefault(record.image_id, (record, path, None))
+    source = ", ".join(dict.fromkeys(map(str, sources.values())))
+    return _finish(source, "tfrecord", tuple(class_names or ()), "the examples' class names", split_keys,
                    records, problems, notes, decode_images)
 
 
@@ -351,7 +453,7 @@ def check_yolo(root, splits=None, class_names=None, decode_images=True, allow_ou
       InputError: not a YOLO root, a requested split is missing, or no
         class names.
     """
-    from detect.data import yolo  # Lazily: only YOLO datasets need it.
+    from detect.data import yolo_txt as yolo  # Lazily: only YOLO datasets need it.
     from detect.data.imagesize import image_size
 
     root = Path(root)
@@ -430,66 +532,80 @@ def check_yolo(root, splits=None, class_names=None, decode_images=True, allow_ou
                    decode_images)
 
 
-def check_config(path, splits=None, class_names=None, decode_images=True, allow_outside_root=False):
-    """Checks the dataset a config YAML's ``data:`` section names.
+def check_config(path, splits=None, class_names=None, decode_images=True, allow_outside_root=False,
+                 overrides=()):
+    """Checks the dataset of an experiment config, exactly as training reads it.
 
-    Reads only ``data.format`` (voc, coco or yolo), ``data.root``,
-    ``data.train_split`` / ``data.val_split`` / ``data.test_split``,
-    ``data.classes`` and, for COCO (whose root is the JSON file),
-    ``data.images``; other keys are left to the config loader. A relative
-    root is taken from the current folder, else from the config's folder.
+    The config is loaded with ``detect.train.experiment.load_experiment``
+    (every key and value validated, ``--set`` overrides applied), and its
+    format, root, splits and class list come from
+    ``detect.data.formats``, the dispatcher training and evaluation use. A
+    ``shapes`` dataset is generated on first use, as training does.
 
     Args:
       path: the YAML file.
-      splits: overrides the config's splits.
-      class_names: overrides ``data.classes``.
-      decode_images, allow_outside_root: see ``check_dataset``.
+      splits: overrides the config's train / val / test splits.
+      class_names: overrides the config's class list.
+      decode_images: see ``check_dataset``.
+      allow_outside_root: also accept paths outside the root (the config's
+        ``data.allow_outside_root`` counts too).
+      overrides: ``key=value`` strings, as ``tools/train.py --set``.
 
     Returns:
-      ``DatasetReport``, with a note naming the config.
+      ``DatasetReport``, with a first note naming the config.
 
     Raises:
-      InputError: unreadable YAML, no ``data:`` section, an unknown format,
-        a missing root.
+      InputError: a config that does not load, or data that cannot be read
+        at all (see ``check_data_config``).
     """
-    import yaml  # Lazily: only configs need it.
+    # Lazily, and upwards: the config's types live with training (and build on the model's).
+    from detect.train.experiment import load_experiment
 
-    path = Path(path)
-    try:
-        config = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise InputError(path, f"cannot read config: {error.strerror or error}") from None
-    except yaml.YAMLError as error:
-        raise InputError(path, f"malformed YAML: {error}") from None
-    data = config.get("data") if isinstance(config, dict) else None
-    if not isinstance(data, dict):
-        raise InputError(path, "no 'data:' section with the dataset's format and root")
-    fmt = str(data.get("format", "")).lower()
-    if fmt not in ("voc", "coco", "yolo"):
-        raise InputError(path, f"data.format is {data.get('format')!r}; expected voc, coco or yolo")
-    if not data.get("root"):
-        raise InputError(path, "data.root is missing")
-    root = Path(str(data["root"])).expanduser()
-    if not root.is_absolute() and not root.exists():
-        root = path.parent / root
-    if not root.exists():
-        raise InputError(path, f"data.root {data['root']!r} does not exist (relative to the current "
-                               f"folder or to the config's folder)")
-    if splits is None:
-        splits = [data[k] for k in ("train_split", "val_split", "test_split") if data.get(k)]
-        splits = list(dict.fromkeys(str(s) for s in splits)) or None
-    if class_names is None and data.get("classes"):
-        class_names = [str(name) for name in data["classes"]]
-    allow_outside_root = allow_outside_root or data.get("allow_outside_root") is True
-    kwargs = dict(class_names=class_names, decode_images=decode_images,
-                  allow_outside_root=allow_outside_root)
-    if fmt == "voc":
-        report = check_voc(root, splits=splits, **kwargs)
-    elif fmt == "yolo":
-        report = check_yolo(root, splits=splits, **kwargs)
-    else:
-        report = check_coco(root, image_dir=data.get("images"), **kwargs)
+    data_cfg = load_experiment(path, overrides).data
+    if allow_outside_root and not data_cfg.allow_outside_root:
+        data_cfg = dataclasses.replace(data_cfg, allow_outside_root=True)
+    report = check_data_config(data_cfg, splits=splits, class_names=class_names, decode_images=decode_images)
     report.notes.insert(0, f"dataset from the 'data:' section of {path}")
+    return report
+
+
+def check_data_config(data_cfg, splits=None, class_names=None, decode_images=True):
+    """Checks the dataset a config's ``data`` section names (see ``check_config``).
+
+    Args:
+      data_cfg: a ``DataConfig`` (or anything with its attributes).
+      splits: split names (for COCO JSONs, for TFRecords patterns, as the
+        config writes them); None for the config's own.
+      class_names: None for ``detect.data.formats.config_class_names``.
+      decode_images: see ``check_dataset``.
+
+    Returns:
+      ``DatasetReport`` whose split names are the config's split values,
+      as ``detect.train.data.load_records`` takes them.
+    """
+    from detect.data import formats
+
+    formats.prepare_dataset(data_cfg)
+    if class_names is None:
+        class_names, classes_from = formats.config_class_names(data_cfg)
+    else:
+        classes_from = "given"
+    splits = list(splits) if splits else formats.config_splits(data_cfg)
+    root = formats.dataset_root(data_cfg)
+    kwargs = dict(class_names=class_names, decode_images=decode_images)
+    outside = data_cfg.allow_outside_root
+    if data_cfg.format in ("voc", "shapes"):
+        report = check_voc(root, splits=splits, allow_outside_root=outside, **kwargs)
+    elif data_cfg.format == "yolo":
+        report = check_yolo(root, splits=splits, allow_outside_root=outside, **kwargs)
+    elif data_cfg.format == "coco":
+        sources = {split: formats.split_source(data_cfg, split) for split in splits}
+        report = check_coco_splits(sources, image_dir=root, allow_outside_root=outside, **kwargs)
+    else:
+        sources = {split: formats.split_source(data_cfg, split) for split in splits}
+        report = check_tfrecord(sources, **kwargs)
+    report.format = data_cfg.format
+    report.classes_from = classes_from
     return report
 
 

@@ -58,7 +58,7 @@ def read_coco(json_path, image_dir=None, drop_empty=False, allow_outside_root=Fa
     """
     json_path = Path(json_path)
     data = load_json(json_path)
-    broken = _validate(data, json_path, collect=skipped is not None)
+    broken = validate_coco(data, json_path, collect=skipped is not None)
     if broken:
         skipped.extend(broken.values())
         data = dict(data, images=[i for i in data["images"] if i["id"] not in broken],
@@ -69,11 +69,7 @@ def read_coco(json_path, image_dir=None, drop_empty=False, allow_outside_root=Fa
     cat_ids = sorted(coco.getCatIds())
     class_index = {cat_id: k for k, cat_id in enumerate(cat_ids)}
     class_names = tuple(coco.cats[c]["name"] for c in cat_ids)
-    try:
-        image_ids = sorted(coco.getImgIds())
-    except TypeError:
-        raise InputError(json_path, "images: ids mix numbers and strings; they cannot be "
-                                    "sorted") from None
+    image_ids = sorted(coco.getImgIds())  # validated: one kind of id
 
     records = []
     for image_id in image_ids:
@@ -85,6 +81,10 @@ def read_coco(json_path, image_dir=None, drop_empty=False, allow_outside_root=Fa
                              f"image id {image_id!r}: file_name", allow_outside_root)
         xywh = np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4)
         boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+        # COCO's size ranges use the annotation's area (the segment's), w * h where absent,
+        # exactly as detect.eval.loaders.load_coco_gt reads it.
+        area = np.array([a["area"] if "area" in a else w * h for a, (w, h) in zip(anns, xywh[:, 2:])],
+                        np.float64)
         records.append(Record(
             image_id=image_id,
             height=int(image["height"]),
@@ -94,8 +94,22 @@ def read_coco(json_path, image_dir=None, drop_empty=False, allow_outside_root=Fa
             ignore=np.array([bool(a.get("iscrowd", 0)) for a in anns], bool),
             class_names=class_names,
             image_path=str(path),
+            area=area,
         ))
     return records
+
+
+def coco_class_names(json_path):
+    """The class names of a COCO instances JSON (category names in ascending id order).
+
+    Validates the whole file (``validate_coco``) without indexing it, so a
+    config's class list costs one parse, not a read of every image entry.
+    """
+    json_path = Path(json_path)
+    data = load_json(json_path)
+    validate_coco(data, json_path, collect=True)
+    cats = sorted(data["categories"], key=lambda c: c["id"])
+    return tuple(c["name"] for c in cats)
 
 
 def default_image_dir(json_path):
@@ -124,8 +138,10 @@ def records_to_coco(records, class_names=None, image_root=None):
       and YOLO stems stay strings, which pycocotools and our evaluator
       accept; ``file_name``, ``width``, ``height``), ``categories`` (ids
       ``1..C`` in class order) and ``annotations`` (ids ``1..M``, ``bbox``
-      xywh, ``area = w * h``, ``iscrowd`` from ``ignore``). Numbers are the
-      shortest decimals that round-trip the float32 values.
+      xywh, ``area`` the record's (COCO's field, else the box area),
+      ``iscrowd`` from ``ignore``). Numbers are the shortest decimals that
+      round-trip the float32 values (an area that is no float32, such as a
+      segment's area read from COCO, is written in full).
 
     Raises:
       ValueError: records with different class lists, or no class list.
@@ -149,14 +165,13 @@ def records_to_coco(records, class_names=None, image_root=None):
         })
         wh = record.boxes[:, 2:] - record.boxes[:, :2]
         xywh = np.concatenate([record.boxes[:, :2], wh], axis=1).astype(np.float32)
-        area = (wh[:, 0] * wh[:, 1]).astype(np.float32)
-        for box, k, crowd, a in zip(xywh, record.classes, record.ignore, area):
+        for box, k, crowd, a in zip(xywh, record.classes, record.ignore, record.area):
             annotations.append({
                 "id": len(annotations) + 1,
                 "image_id": _plain(record.image_id),
                 "category_id": int(k) + 1,
                 "bbox": [_short_float(v) for v in box],
-                "area": _short_float(a),
+                "area": _short_area(a),
                 "iscrowd": int(crowd),
             })
     categories = [{"id": k + 1, "name": name, "supercategory": "none"}
@@ -175,17 +190,29 @@ def write_coco(records, path, class_names=None, image_root=None):
 # ---- validation ---------------------------------------------------------------
 
 
-def _validate(data, src, collect=False):
-    """Checks every field the reader and pycocotools' index use, naming the first bad entry.
+def validate_coco(data, src, collect=False, images=True):
+    """Checks every field the reader, the evaluator and pycocotools' index use.
+
+    The one validator of COCO instances JSON: ``read_coco`` (training,
+    checking, conversion) and ``detect.eval.loaders.load_coco_gt``
+    (evaluation) both call it, so a fault gets the same message everywhere.
+    Each message names the first bad entry (``annotations[3] (id 7): ...``).
 
     Args:
       data: the parsed JSON.
       src: its path, for messages.
-      collect: return the broken image entries (bad size, bad bbox) instead
-        of raising at the first; structural problems still raise.
+      collect: return the broken image entries (bad size, bad bbox, bad
+        area) instead of raising at the first; structural problems (missing
+        keys, duplicate or unknown ids, a bad ``iscrowd``) still raise.
+      images: also check each image's ``file_name``, ``width`` and
+        ``height``, which reading the images needs; False for evaluation
+        ground truth, which uses only the ids.
 
     Returns:
       {image id: InputError} of the broken images (empty unless ``collect``).
+
+    Raises:
+      InputError: the first fault (with ``collect``, the first structural one).
     """
     broken = {}
 
@@ -196,68 +223,82 @@ def _validate(data, src, collect=False):
         broken.setdefault(image_id, error)
 
     if not isinstance(data, dict):
-        raise InputError(src, "expected a JSON object with 'images', 'annotations' and "
-                              "'categories'")
+        raise InputError(src, f"expected a JSON object with 'images', 'annotations' and "
+                              f"'categories', got {_type_name(data)}")
     for key in ("images", "annotations", "categories"):
-        if not isinstance(data.get(key), list):
-            raise InputError(src, f"missing key {key!r}" if key not in data
-                             else f"{key!r} must be a list")
+        if key not in data:
+            raise InputError(src, f"missing key {key!r}")
+        if not isinstance(data[key], list):
+            raise InputError(src, f"{key!r} must be a list, got {_type_name(data[key])}")
 
-    image_ids = _ids(data["images"], "images", src, (int, str))
-    for i, image in enumerate(data["images"]):
-        where = f"images[{i}] (id {image['id']!r})"
+    image_ids = _ids(data["images"], "images", src, str_ok=True)
+    try:
+        sorted(image_ids)  # pycocotools and our evaluator visit images in sorted id order
+    except TypeError:
+        raise InputError(src, "images: ids mix numbers and strings; they cannot be sorted") from None
+    for i, image in enumerate(data["images"] if images else ()):
+        where = f"images[{i}] (id {_short(image['id'])})"
         name = _get(image, "file_name", src, where)
         if not isinstance(name, str) or not name:
             raise InputError(src, f"{where}: file_name must be a non-empty string")
         for key in ("width", "height"):
             value = _get(image, key, src, where)
-            valid = _is_number(value) and math.isfinite(value) and value > 0
+            valid = _is_number(value) and _finite(value) and value > 0
             if not valid or value != int(value):
-                image_problem(image["id"], f"{where}: {key} must be a positive integer, got {value!r}")
+                image_problem(image["id"], f"{where}: {key} must be a positive integer, got {_short(value)}")
 
-    cat_ids = _ids(data["categories"], "categories", src, (int,))
+    cat_ids = _ids(data["categories"], "categories", src, str_ok=False)
     names = {}
     for i, cat in enumerate(data["categories"]):
         where = f"categories[{i}] (id {cat['id']})"
         name = _get(cat, "name", src, where)
         if not isinstance(name, str):
-            raise InputError(src, f"{where}: name must be a string, got {name!r}")
+            raise InputError(src, f"{where}: name must be a string, got {_short(name)}")
         if name in names:
             # Outputs are keyed by name, so two classes cannot share one.
             raise InputError(src, f"{where}: name {name!r} is also used by "
                                   f"categories[{names[name]}]")
         names[name] = i
 
-    _ids(data["annotations"], "annotations", src, (int, str))
+    _ids(data["annotations"], "annotations", src, str_ok=True)
     image_set, cat_set = set(image_ids), set(cat_ids)
     for i, ann in enumerate(data["annotations"]):
-        where = f"annotations[{i}] (id {ann['id']!r})"
+        where = f"annotations[{i}] (id {_short(ann['id'])})"
         image_id = _get(ann, "image_id", src, where)
         if not _hashable(image_id) or image_id not in image_set:
-            raise InputError(src, f"{where}: image_id {image_id!r} is not in 'images'")
+            raise InputError(src, f"{where}: image_id {_short(image_id)} is not in 'images'")
         cat_id = _get(ann, "category_id", src, where)
         if not _hashable(cat_id) or cat_id not in cat_set:
-            raise InputError(src, f"{where}: category_id {cat_id!r} is not in 'categories'")
+            raise InputError(src, f"{where}: category_id {_short(cat_id)} is not in 'categories'")
         bbox = _get(ann, "bbox", src, where)
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(map(_is_number, bbox))):
-            image_problem(image_id, f"{where}: bbox must be a list of 4 numbers, got {bbox!r}")
-        elif not all(math.isfinite(v) for v in bbox):
+            image_problem(image_id, f"{where}: bbox must be a list of 4 numbers, got {_short(bbox)}")
+        elif not all(map(_finite, bbox)):
             image_problem(image_id, f"{where}: bbox is not finite ({bbox})")
+        if "area" in ann:
+            area = ann["area"]
+            if not _is_number(area):
+                image_problem(image_id, f"{where}: area must be a number, got {_short(area)}")
+            elif not _finite(area):
+                image_problem(image_id, f"{where}: area is not finite ({area})")
+            elif area < 0:
+                image_problem(image_id, f"{where}: area is negative ({area:g})")
         crowd = ann.get("iscrowd", 0)
         if crowd not in (0, 1) or isinstance(crowd, bool):
-            raise InputError(src, f"{where}: iscrowd must be 0 or 1, got {crowd!r}")
+            raise InputError(src, f"{where}: iscrowd must be 0 or 1, got {_short(crowd)}")
     return broken
 
 
-def _ids(entries, section, src, types):
+def _ids(entries, section, src, str_ok):
+    """The entries' ids in order; each entry must be an object with a unique id."""
     seen = {}
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
-            raise InputError(src, f"{section}[{i}]: expected an object")
+            raise InputError(src, f"{section}[{i}]: expected an object, got {_type_name(entry)}")
         value = _get(entry, "id", src, f"{section}[{i}]")
-        if not isinstance(value, types) or isinstance(value, bool):
-            kind = " or ".join(t.__name__ for t in types)
-            raise InputError(src, f"{section}[{i}]: id must be {kind}, got {value!r}")
+        if not (_is_int(value) or (str_ok and isinstance(value, str))):
+            kind = "an integer or a string" if str_ok else "an integer"
+            raise InputError(src, f"{section}[{i}]: id must be {kind}, got {_short(value)}")
         if value in seen:
             raise InputError(src, f"{section}[{i}]: duplicate id {value!r} "
                                   f"(also {section}[{seen[value]}])")
@@ -286,8 +327,30 @@ def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite(value):
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond float64
+        return False
+
+
 def _hashable(value):
     return isinstance(value, (int, float, str))
+
+
+def _type_name(value):
+    return {dict: "an object", list: "a list", str: "a string", type(None): "null"}.get(
+        type(value), type(value).__name__)
+
+
+def _short(value, limit=60):
+    """A JSON value as the file shows it, cut to ``limit`` characters."""
+    text = json.dumps(value) if isinstance(value, (dict, list, str, type(None))) else repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 # ---- writing ------------------------------------------------------------------
@@ -303,6 +366,13 @@ def _short_float(value):
     return float(np.format_float_positional(np.float32(value), unique=True, trim="0"))
 
 
+def _short_area(value):
+    # A float32 value (box areas of whole or 1/2^k pixels) as its short decimal; any other
+    # float64 (a segment's area read from COCO) as is, so it reads back bit for bit.
+    value = float(value)
+    return _short_float(value) if float(np.float32(value)) == value else value
+
+
 def _file_name(record, image_root):
     if record.image_path is None:
         return f"{record.image_id}.jpg"
@@ -315,4 +385,5 @@ def _file_name(record, image_root):
         raise ValueError(f"records_to_coco: image {path} is not under {image_root}") from None
 
 
-__all__ = ["default_image_dir", "read_coco", "records_to_coco", "write_coco"]
+__all__ = ["coco_class_names", "default_image_dir", "read_coco", "records_to_coco", "validate_coco",
+           "write_coco"]

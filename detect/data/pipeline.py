@@ -8,12 +8,14 @@ in the graph; check it (see "Bad input" below); clip boxes to the image and
 drop degenerate ones; then either augment + resize in one
 ``tf.numpy_function`` (albumentations and OpenCV; OpenCV releases the GIL, so
 parallel calls overlap) or, with augmentation off, resize in the graph; pad
-the boxes to ``max_boxes``. Then batch, optionally resize whole batches for
+the boxes to ``max_boxes`` (shortest side: and the image at the bottom and
+right to a multiple of ``size_divisor``). Then batch, optionally resize whole batches for
 multi-scale training, and prefetch. Every parallel stage uses AUTOTUNE.
 
 A batch is a dict:
 
-    image          [B, S, S, 3] float32 in [0, 1]
+    image          [B, H, W, 3] float32 in [0, 1]
+    image_hw       [B, 2] int32 (height, width) of each image's valid part of ``image``
     boxes          [B, max_boxes, 4] float32 xyxy network-input pixels, 0-padded
     classes        [B, max_boxes] int32, PAD_CLASS (-1) beyond num_boxes
     ignore         [B, max_boxes] bool, False-padded
@@ -22,11 +24,34 @@ A batch is a dict:
     transform      [B, 4] float32 [scale_y, scale_x, pad_y, pad_x]
     original_size  [B, 2] int32 (height, width) of the decoded image
 
-``S`` is ``image_size`` for letterbox (or the multi-scale size of that
-batch) and ``max_side`` for shortest-side resizing (the image sits in the
-top-left ``original_size * scale`` corner). ``transforms.unmap_boxes(boxes,
-transform)`` maps network-input boxes back to original pixels; with
-augmentation on, ``transform`` describes the resize only.
+Letterbox (YOLO): ``H = W = S``, ``image_size`` or the multi-scale size of
+that batch (``multiscale_sizes``, one size per ``multiscale_every``
+batches), a static shape; the grey bars belong to the input, so
+``image_hw`` is the whole square ``[S, S]`` (where the content lies follows
+from ``transform``).
+
+Shortest side (Faster R-CNN): each image is resized so its shorter side is
+``min_side`` (or a per-image pick from ``min_sides``) unless its longer
+side would exceed ``max_side``, and is not padded on its own. Each batch is
+padded (``padded_batch``, in the graph) to its own largest height and
+width, each rounded up to a multiple of ``size_divisor``, so ``H`` and
+``W`` vary from batch to batch (static shape ``[B, None, None, 3]``; at
+most ``max_side`` rounded up). Image ``i`` lies in the top-left
+``image_hw[i]`` corner, which is ``round(original_size[i] * scale)``; the
+rest is 0. Anchor filtering, proposal clipping and unmapping read
+``image_hw``.
+The ``min_sides`` pick is per image, as in the Faster R-CNN recipes
+(detectron2's ``ResizeShortestEdge``, torchvision's
+``GeneralizedRCNNTransform``): every batch mixes scales, and the pick is
+made where the image is resized, without having to know which batch the
+image will land in (parallel maps may reorder images). The price is a
+little more padding when a batch mixes small and large picks. The picks
+come from a stream seeded by ``seed`` (``min_side_schedule``), apart from
+the augmentation seeds, and fresh each epoch.
+
+Either way ``transforms.unmap_boxes(boxes, transform)`` maps network-input
+boxes back to original pixels; with augmentation on, ``transform``
+describes the resize only.
 
 Bad input. tf.data has no try/except, and a failing op ends the epoch.
 So reading (or parsing the Example) and decoding each run in a one-element
@@ -74,9 +99,9 @@ from detect.data.augment import ThreadLocalAugmenter
 from detect.data.decoding import MIN_DECODED_FRACTION, decode, decode_truncated_jpeg
 from detect.data.records import Record
 from detect.errors import InputError
+from detect.ops import PAD_CLASS  # the project's one padding class (re-exported here for callers)
 
 AUTOTUNE = tf.data.AUTOTUNE
-PAD_CLASS = -1
 RESIZE_MODES = ("letterbox", "shortest_side")
 
 # Why an image was skipped; the reason strings appear in warnings and in the counter.
@@ -89,6 +114,9 @@ TRUNCATED_JPEG = "truncated JPEG; the rows that decode are used, the rest is gre
 
 _MAX_NAMES = 100  # skipped-file names kept for the summary
 _ISOLATION_CYCLE = max(4, os.cpu_count() or 1)  # images read and decoded at once
+# Salt of the per-image ``min_sides`` stream, so that it is independent of the
+# augmentation seeds that a stream with the plain ``seed`` gives.
+_MIN_SIDES_SALT = 0x6D696E
 
 log = logging.getLogger(__name__)
 
@@ -265,8 +293,9 @@ atexit.register(_CALLS.drain)
 
 def build_dataset(source, *, training, batch_size, image_size=416, max_boxes=100, augment=None,
                   multiscale_sizes=None, multiscale_every=10, resize="letterbox", min_side=600,
-                  max_side=1000, shuffle_buffer=1024, seed=0, deterministic=False, cache=False,
-                  strict=False, drop_remainder=None, counter=None, input_context=None):
+                  max_side=1000, size_divisor=32, min_sides=(), shuffle_buffer=1024, seed=0,
+                  deterministic=False, cache=False, strict=False, drop_remainder=None, counter=None,
+                  input_context=None):
     """Builds the batched detection input pipeline (batch layout in the module docstring).
 
     Args:
@@ -287,9 +316,21 @@ def build_dataset(source, *, training, batch_size, image_size=416, max_boxes=100
         first.
       multiscale_every: batches per multi-scale size.
       resize: ``"letterbox"`` (square ``image_size``) or ``"shortest_side"``
-        (``min_side`` / ``max_side``, padded to ``max_side`` square).
+        (``min_side`` / ``max_side``; each batch padded to its own extent).
+      min_side, max_side: shortest-side only: the shorter side becomes
+        ``min_side`` unless the longer would exceed ``max_side``
+        (``1 <= min_side <= max_side``).
+      size_divisor: shortest-side only: the batch's height and width are
+        rounded up to a multiple of it (the network's coarsest stride);
+        1 = no rounding. Ignored for letterbox.
+      min_sides: shortest-side only: multi-scale; each image draws its
+        ``min_side`` from these (each ``<= max_side``), a seeded pick per
+        image (``min_side_schedule``); empty or None = always ``min_side``.
+        Applied whenever given, like ``multiscale_sizes``: pass it for
+        training only.
       shuffle_buffer: shuffle buffer size (elements) when training.
-      seed: seed of the shuffle, the augmentations and the multi-scale sizes.
+      seed: seed of the shuffle, the augmentations and the multi-scale sizes
+        (``multiscale_sizes`` or ``min_sides``).
       deterministic: keep element order fixed across runs (slower; tests).
       cache: True keeps the decoded, checked images in memory (H*W*3 bytes
         each) so later epochs skip reading and decoding; a string caches to
@@ -310,12 +351,18 @@ def build_dataset(source, *, training, batch_size, image_size=416, max_boxes=100
     if resize not in RESIZE_MODES:
         raise ValueError(f"resize={resize!r}; expected one of {', '.join(RESIZE_MODES)}")
     if multiscale_sizes is not None and resize != "letterbox":
-        raise ValueError("multiscale_sizes works with resize='letterbox' only")
+        raise ValueError("multiscale_sizes works with resize='letterbox' only; use min_sides for shortest_side")
+    min_sides = [int(m) for m in min_sides or ()]
+    if min_sides and resize != "shortest_side":
+        raise ValueError("min_sides works with resize='shortest_side' only; use multiscale_sizes for letterbox")
     if batch_size < 1 or max_boxes < 1:
         raise ValueError(f"batch_size={batch_size}, max_boxes={max_boxes}; both must be >= 1")
+    if resize == "shortest_side":
+        if not (1 <= min_side <= max_side) or size_divisor < 1 or not all(1 <= m <= max_side for m in min_sides):
+            raise ValueError(f"min_side={min_side}, max_side={max_side}, size_divisor={size_divisor}, "
+                             f"min_sides={min_sides}; need 1 <= min_side(s) <= max_side and size_divisor >= 1")
     counter = _DEFAULT_COUNTER if counter is None else counter
     drop_remainder = training if drop_remainder is None else drop_remainder
-    out_size = image_size if resize == "letterbox" else max_side
 
     ds, loaders = _source(source, training=training, seed=seed, input_context=input_context)
     if training and not cache:
@@ -330,18 +377,26 @@ def build_dataset(source, *, training, batch_size, image_size=416, max_boxes=100
             ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
 
     geometry = dict(resize=resize, image_size=image_size, min_side=min_side, max_side=max_side)
+    if min_sides:
+        # Per image, before the resize: the pick travels with its image whatever the map order.
+        ds = tf.data.Dataset.zip(ds, _min_side_picks(min_sides, seed)).map(lambda x, m: dict(x, min_side=m))
     if training and augment is not None:
         # A per-image seed from a seeded stream: reproducible whatever the thread
         # scheduling, and different every epoch.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         ds = tf.data.Dataset.zip(ds, seeds)
-        ds = ds.map(_augmenter(ThreadLocalAugmenter(augment), out_size, geometry),
+        ds = ds.map(_augmenter(ThreadLocalAugmenter(augment), geometry),
                     num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     else:
         ds = ds.map(_graph_resizer(geometry), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-    ds = ds.map(_padder(max_boxes, counter), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE,
-                  deterministic=deterministic)
+    divisor = size_divisor if resize == "shortest_side" else None
+    ds = ds.map(_padder(max_boxes, counter, divisor), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    if resize == "letterbox":
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE,
+                      deterministic=deterministic)
+    else:
+        # Images differ in size: pad each batch to its largest (already divisor-rounded) image, with zeros.
+        ds = ds.padded_batch(batch_size, drop_remainder=drop_remainder)
     if ds.element_spec["image"].dtype == tf.uint8:
         ds = ds.map(_to_float, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     if multiscale_sizes is not None:
@@ -362,6 +417,19 @@ def multiscale_schedule(num_batches, sizes, every, seed):
       list of int, one per batch; constant over each run of ``every`` batches.
     """
     return [int(s) for s in _multiscale_sizes(list(sizes), every, seed).take(num_batches)]
+
+
+def min_side_schedule(num_images, min_sides, seed):
+    """The ``min_side`` each of the first ``num_images`` images gets from ``build_dataset(min_sides=...)``.
+
+    In the order the images reach the resize (the source order without
+    shuffling, skipped images left out), in the first epoch; later epochs
+    draw fresh picks.
+
+    Returns:
+      list of int, each one of ``min_sides``.
+    """
+    return [int(m) for m in _min_side_picks([int(m) for m in min_sides], seed).take(num_images)]
 
 
 def distribute_dataset(strategy, make_fn, global_batch_size):
@@ -561,40 +629,44 @@ def _boxes_fixer(counter):
     return step
 
 
-def _fit(image, boxes, geometry):
+def _fit(image, boxes, geometry, min_side):
     """Resizes (no padding) to the size the final resize would give; boxes follow."""
     h, w = image.shape[:2]
     if geometry["resize"] == "letterbox":
         new_h, new_w, t = transforms.letterbox_geometry(h, w, geometry["image_size"])
     else:
-        new_h, new_w, t = transforms.shortest_side_geometry(h, w, geometry["min_side"], geometry["max_side"])
+        new_h, new_w, t = transforms.shortest_side_geometry(h, w, min_side, geometry["max_side"])
     return transforms.resize_image(image, new_h, new_w), boxes * t[[1, 0, 1, 0]], t
 
 
-def _augmenter(augmenter, out_size, geometry):
-    def run(image, boxes, classes, ignore, seed):
-        # Augment at network resolution (cheaper), then letterbox/pad what the crop left.
-        image, boxes, t_fit = _fit(image, boxes, geometry)
+def _augmenter(augmenter, geometry):
+    letterbox = geometry["resize"] == "letterbox"
+    out_shape = [geometry["image_size"], geometry["image_size"], 3] if letterbox else [None, None, 3]
+
+    def run(image, boxes, classes, ignore, seed, min_side):
+        # Augment at network resolution (cheaper), then letterbox / resize what the crop left.
+        image, boxes, t_fit = _fit(image, boxes, geometry, int(min_side))
         image, boxes, classes, ignore = augmenter(image, boxes, classes, ignore, seed)
-        if geometry["resize"] == "letterbox":
-            image, boxes, t = transforms.letterbox(image, boxes, out_size)
+        if letterbox:
+            image, boxes, t = transforms.letterbox(image, boxes, geometry["image_size"])
         else:
-            image, boxes, t = transforms.resize_shortest_side(image, boxes, geometry["min_side"], out_size)
+            image, boxes, t = transforms.resize_shortest_side(image, boxes, int(min_side), geometry["max_side"])
         transform = np.array([t_fit[0] * t[0], t_fit[1] * t[1], t[2], t[3]], np.float32)
         return image, boxes.astype(np.float32), classes, ignore, transform
 
-    def on_close(image, boxes, classes, ignore, seed):
+    def on_close(image, boxes, classes, ignore, seed, min_side):
         # Exit has begun: nobody will read this; return the right types fast.
-        return (np.zeros((out_size, out_size, 3), np.uint8), boxes, classes, ignore,
-                np.ones(4, np.float32))
+        side = geometry["image_size"] if letterbox else 1
+        return (np.zeros((side, side, 3), np.uint8), boxes, classes, ignore, np.ones(4, np.float32))
 
     wrapped = _CALLS.wrap(run, on_close)
 
     def step(x, seed):
+        min_side = x.get("min_side", tf.constant(geometry["min_side"], tf.int32))
         image, boxes, classes, ignore, transform = tf.numpy_function(
-            wrapped, [x["image"], x["boxes"], x["classes"], x["ignore"], seed],
+            wrapped, [x["image"], x["boxes"], x["classes"], x["ignore"], seed, min_side],
             [tf.uint8, tf.float32, tf.int32, tf.bool, tf.float32], stateful=False)
-        image = tf.ensure_shape(image, [out_size, out_size, 3])
+        image = tf.ensure_shape(image, out_shape)
         return {"name": x["name"], "image_id": x["image_id"],
                 "image": image,  # uint8 until batched: a quarter of the bytes to copy
                 "boxes": tf.ensure_shape(boxes, [None, 4]), "classes": tf.ensure_shape(classes, [None]),
@@ -610,7 +682,8 @@ def _graph_resizer(geometry):
         if geometry["resize"] == "letterbox":
             out, transform = transforms.letterbox_tf(image, geometry["image_size"])
         else:
-            out, transform = transforms.resize_shortest_side_tf(image, geometry["min_side"], geometry["max_side"])
+            out, transform = transforms.resize_shortest_side_tf(image, x.get("min_side", geometry["min_side"]),
+                                                                geometry["max_side"])
         return {"name": x["name"], "image_id": x["image_id"], "image": out,
                 "boxes": transforms.map_boxes(x["boxes"], transform), "classes": x["classes"],
                 "ignore": x["ignore"], "transform": transform, "original_size": tf.shape(x["image"])[:2]}
@@ -618,7 +691,8 @@ def _graph_resizer(geometry):
     return step
 
 
-def _padder(max_boxes, counter):
+def _padder(max_boxes, counter, size_divisor=None):
+    """Pads the boxes to ``max_boxes``; with ``size_divisor``, the image at the bottom/right to a multiple of it."""
     def warn(name, num_boxes):
         counter.truncate(name.decode("utf-8", "replace"), int(num_boxes), max_boxes)
         return False
@@ -630,8 +704,11 @@ def _padder(max_boxes, counter):
         pad = max_boxes - keep
         with tf.control_dependencies([flag]):
             boxes = tf.pad(x["boxes"][:keep], [[0, pad], [0, 0]])
+        image_hw = tf.shape(x["image"], out_type=tf.int32)[:2]
+        image = x["image"] if size_divisor is None else _pad_to_multiple(x["image"], image_hw, size_divisor)
         return {
-            "image": x["image"],
+            "image": image,
+            "image_hw": image_hw,
             "boxes": tf.ensure_shape(boxes, [max_boxes, 4]),
             "classes": tf.ensure_shape(tf.pad(x["classes"][:keep], [[0, pad]], constant_values=PAD_CLASS),
                                        [max_boxes]),
@@ -643,6 +720,19 @@ def _padder(max_boxes, counter):
         }
 
     return step
+
+
+def _pad_to_multiple(image, image_hw, divisor):
+    """[H, W, C] -> [ceil(H / d) * d, ceil(W / d) * d, C], zeros at the bottom and right."""
+    extra = tf.math.floormod(-image_hw, divisor)
+    return tf.pad(image, [[0, extra[0]], [0, extra[1]], [0, 0]])
+
+
+def _min_side_picks(min_sides, seed):
+    """Endless per-image ``min_side``: a seeded random pick from ``min_sides``, fresh (still seeded) each epoch."""
+    sides = tf.constant(min_sides, tf.int32)
+    picks = tf.data.Dataset.random(seed=seed ^ _MIN_SIDES_SALT, rerandomize_each_iteration=True)
+    return picks.map(lambda r: sides[tf.math.floormod(r, len(min_sides))])
 
 
 # ---- batch stages ------------------------------------------------------------------
@@ -672,6 +762,7 @@ def _multiscaler(base_size):
                         lambda: tf.image.resize(batch["image"], tf.stack([size, size]), antialias=True))
         # A uniform resize of the square scales boxes, scales and pad offsets alike.
         return dict(batch, image=image, boxes=batch["boxes"] * factor,
-                    transform=transforms.rescale_transform(batch["transform"], factor))
+                    transform=transforms.rescale_transform(batch["transform"], factor),
+                    image_hw=tf.fill(tf.shape(batch["image_hw"]), size))
 
     return step

@@ -30,6 +30,11 @@ class Record:
       class_names: the dataset's class names; a class id indexes it.
       image_path: path of the encoded image file, or None.
       image_bytes: the encoded image itself, or None.
+      area: [N] float64 area of each object for COCO's small / medium /
+        large ranges: COCO's ``area`` field (the segment's area, not the
+        box's); None (formats without one) means the box area, 0 for a
+        degenerate box. Computed in float64 from the float32 boxes, as the
+        evaluation loaders compute it, so size ranges agree to the last bit.
     """
 
     image_id: object
@@ -41,6 +46,7 @@ class Record:
     class_names: Tuple[str, ...]
     image_path: Optional[str] = None
     image_bytes: Optional[bytes] = field(default=None, repr=False)
+    area: Optional[np.ndarray] = field(default=None, repr=False)
 
     def __post_init__(self):
         # Normalise dtypes and shapes once here so every consumer can rely on them.
@@ -51,9 +57,18 @@ class Record:
             raise ValueError(
                 f"Record {self.image_id!r}: {len(boxes)} boxes, {len(classes)} classes, "
                 f"{len(ignore)} ignore flags; they must be equal")
+        if self.area is None:
+            wh = np.clip(boxes[:, 2:].astype(np.float64) - boxes[:, :2], 0, None)
+            area = wh[:, 0] * wh[:, 1]
+        else:
+            area = np.asarray(self.area, np.float64).reshape(-1)
+            if len(area) != len(boxes) or not np.isfinite(area).all():
+                raise ValueError(f"Record {self.image_id!r}: area must be {len(boxes)} finite numbers, "
+                                 f"got {area.tolist()}")
         object.__setattr__(self, "boxes", boxes)
         object.__setattr__(self, "classes", classes)
         object.__setattr__(self, "ignore", ignore)
+        object.__setattr__(self, "area", area)
         object.__setattr__(self, "class_names", tuple(self.class_names))
 
     @property

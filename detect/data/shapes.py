@@ -38,9 +38,9 @@ from detect.data.coco import write_coco
 from detect.data.records import Record
 from detect.data.voc import IMAGES_DIR as VOC_IMAGES_DIR
 from detect.data.voc_writer import write_voc
-from detect.data.yolo import IMAGES_DIR as YOLO_IMAGES_DIR
-from detect.data.yolo import LABELS_DIR as YOLO_LABELS_DIR
-from detect.data.yolo import format_yolo_labels, write_yolo_yaml
+from detect.data.yolo_txt import IMAGES_DIR as YOLO_IMAGES_DIR
+from detect.data.yolo_txt import LABELS_DIR as YOLO_LABELS_DIR
+from detect.data.yolo_txt import format_yolo_labels, write_yolo_yaml
 from detect.errors import InputError
 
 SHAPES_CLASSES = ("circle", "square", "triangle")

@@ -14,7 +14,14 @@ key                type         value
 ``classes``        int64 list   N class ids
 ``ignore``         int64 list   N flags, 1 = ignore (difficult, crowd)
 ``class_names``    bytes list   the dataset's class names, UTF-8
+``area``           bytes        N float64, little-endian: each object's area
+                                for COCO's size ranges (``Record.area``);
+                                absent in older files: the box area
 =================  ===========  =============================================
+
+``area`` is raw float64 rather than a float list because a float list is
+float32, and COCO's small / medium / large ranges must see the very area
+that ``tools/eval.py`` reads from the JSON.
 
 Files are ``{prefix}-{i:05d}-of-{n:05d}.tfrecord`` with a ``{prefix}.json``
 sidecar holding the class names, counts and the shard list.
@@ -31,6 +38,7 @@ from detect.data.records import Record
 from detect.errors import InputError
 
 SUFFIX = ".tfrecord"
+AREA_DTYPE = np.dtype("<f8")
 
 _FEATURES = {
     "image/encoded": tf.io.FixedLenFeature([], tf.string),
@@ -120,6 +128,7 @@ def record_to_example(record):
         "classes": _int64(record.classes),
         "ignore": _int64(record.ignore.astype(np.int64)),
         "class_names": _bytes([name.encode() for name in record.class_names]),
+        "area": _bytes([record.area.astype(AREA_DTYPE).tobytes()]),
     }
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
@@ -168,31 +177,65 @@ def tfrecord_files(pattern_or_dir):
 
 
 def read_tfrecords(pattern):
-    """Reads TFRecord files back into records (for round trips and checks).
+    """Reads TFRecord files back into records (for round trips, checks and training).
 
     Args:
       pattern: anything ``tfrecord_files`` accepts.
 
     Returns:
       list of ``Record`` in file order, with ``image_bytes`` set, ``image_id``
-      the stored string, and ``class_names`` from each Example.
+      the stored string, ``class_names`` and ``area`` from each Example.
+
+    Raises:
+      InputError: no files match, or a file is not a readable TFRecord file.
     """
-    dataset = tf.data.TFRecordDataset(tfrecord_files(pattern))
-    dataset = dataset.map(lambda s: (s, parse_example(s)))
     records = []
-    for serialized, example in dataset.as_numpy_iterator():
-        names = tf.train.Example.FromString(serialized).features.feature["class_names"]
-        records.append(Record(
-            image_id=example["image_id"].decode(),
-            height=int(example["height"]),
-            width=int(example["width"]),
-            boxes=example["boxes"],
-            classes=example["classes"],
-            ignore=example["ignore"],
-            class_names=tuple(n.decode() for n in names.bytes_list.value),
-            image_bytes=example["image_bytes"],
-        ))
+    for path in tfrecord_files(pattern):
+        dataset = tf.data.TFRecordDataset(path).map(lambda s: (s, parse_example(s)))
+        try:
+            for serialized, example in dataset.as_numpy_iterator():
+                features = tf.train.Example.FromString(serialized).features.feature
+                records.append(Record(
+                    image_id=example["image_id"].decode(),
+                    height=int(example["height"]),
+                    width=int(example["width"]),
+                    boxes=example["boxes"],
+                    classes=example["classes"],
+                    ignore=example["ignore"],
+                    class_names=tuple(n.decode() for n in features["class_names"].bytes_list.value),
+                    image_bytes=example["image_bytes"],
+                    area=_area(features, len(example["classes"])),
+                ))
+        except (tf.errors.OpError, ValueError) as error:
+            message = getattr(error, "message", str(error)).splitlines()[0]
+            raise InputError(path, f"record {len(records)}: cannot read: {message}") from None
     return records
+
+
+def tfrecord_class_names(pattern):
+    """The class names stored in the first Example of the first file (``tfrecord_files`` order).
+
+    Raises:
+      InputError: no files, or the files hold no Example.
+    """
+    files = tfrecord_files(pattern)
+    try:
+        for serialized in tf.data.TFRecordDataset(files).take(1).as_numpy_iterator():
+            names = tf.train.Example.FromString(serialized).features.feature["class_names"]
+            return tuple(n.decode() for n in names.bytes_list.value)
+    except tf.errors.OpError as error:
+        raise InputError(files[0], f"record 0: cannot read: {error.message.splitlines()[0]}") from None
+    raise InputError(pattern, "the TFRecord files hold no examples")
+
+
+def _area(features, num_boxes):
+    """``Record.area`` from an Example's ``area`` feature; None (the box area) when absent."""
+    if "area" not in features or not features["area"].bytes_list.value:
+        return None
+    area = np.frombuffer(features["area"].bytes_list.value[0], AREA_DTYPE)
+    if len(area) != num_boxes:
+        raise ValueError(f"area holds {len(area)} values for {num_boxes} boxes")
+    return area.astype(np.float64)
 
 
 def _remove_stale_shards(out_dir, prefix, keep):
@@ -211,5 +254,5 @@ def _int64(values):
     return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
 
 
-__all__ = ["SUFFIX", "parse_example", "read_tfrecords", "record_to_example", "tfrecord_files",
-           "write_tfrecords"]
+__all__ = ["SUFFIX", "parse_example", "read_tfrecords", "record_to_example", "tfrecord_class_names",
+           "tfrecord_files", "write_tfrecords"]

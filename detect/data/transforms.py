@@ -16,8 +16,10 @@ Two layouts:
   kept, and the rest of the ``size x size`` square is padded evenly on both
   sides with ``PAD_VALUE``;
 * shortest side (Faster R-CNN): the shorter side becomes ``min_side`` unless
-  that makes the longer side exceed ``max_side``; padding goes to the bottom
-  and right, so the pad offsets are zero.
+  that makes the longer side exceed ``max_side``. Nothing is padded here:
+  the input pipeline pads each batch at the bottom and right to the batch's
+  own extent (``detect.data.pipeline``), so the pad offsets are zero and the
+  image keeps the top-left corner.
 
 The numpy/OpenCV functions run inside the augmentation step; the ``*_tf``
 twins run in the tf.data graph when augmentation is off. Both use the same
@@ -138,23 +140,20 @@ def letterbox(image, boxes, size, pad_value=PAD_VALUE):
     return out, map_boxes(np.asarray(boxes, np.float32), transform), transform
 
 
-def resize_shortest_side(image, boxes, min_side, max_side, pad_value=PAD_VALUE):
-    """Shortest-side resize (numpy, OpenCV), padded bottom/right to ``max_side`` square.
+def resize_shortest_side(image, boxes, min_side, max_side):
+    """Shortest-side resize (numpy, OpenCV), unpadded, and its boxes moved along.
 
     Args:
       image: [H, W, C] uint8.
       boxes: [N, 4] xyxy pixels of ``image``.
       min_side, max_side: target shorter side and cap on the longer side.
-      pad_value: fill value of the padding.
 
     Returns:
-      (image [max_side, max_side, C] uint8, boxes [N, 4] float32,
-      transform [4] with zero pad offsets).
+      (image [new_h, new_w, C] uint8 with the size ``shortest_side_geometry``
+      gives, boxes [N, 4] float32, transform [4] with zero pad offsets).
     """
     new_h, new_w, transform = shortest_side_geometry(image.shape[0], image.shape[1], min_side, max_side)
     out = resize_image(image, new_h, new_w)
-    out = cv2.copyMakeBorder(out, 0, max_side - new_h, 0, max_side - new_w,
-                             cv2.BORDER_CONSTANT, value=(pad_value,) * 3)
     return out, map_boxes(np.asarray(boxes, np.float32), transform), transform
 
 
@@ -180,24 +179,26 @@ def letterbox_tf(image, size, pad_value=PAD_VALUE / 255.0):
     return out, tf.stack([new_h / height, new_w / width, pad_y, pad_x])
 
 
-def resize_shortest_side_tf(image, min_side, max_side, pad_value=PAD_VALUE / 255.0):
-    """Shortest-side resize in the graph, padded bottom/right to ``max_side`` square.
+def resize_shortest_side_tf(image, min_side, max_side):
+    """Shortest-side resize in the graph, unpadded: the ``resize_shortest_side`` twin.
 
     Args:
       image: [H, W, 3] float32.
-      min_side, max_side: Python ints.
+      min_side: Python int or int scalar tensor (a per-image multi-scale pick).
+      max_side: Python int.
 
     Returns:
-      (image [max_side, max_side, 3] float32, transform [4] float32).
+      (image [new_h, new_w, 3] float32, transform [4] float32 with zero pad
+      offsets).
     """
     import tensorflow as tf
 
     height, width = _hw_float(image)
+    min_side = tf.cast(min_side, tf.float32)
     scale = tf.minimum(min_side / tf.minimum(height, width), max_side / tf.maximum(height, width))
     new_h = tf.clip_by_value(tf.floor(height * scale + 0.5), 1.0, float(max_side))
     new_w = tf.clip_by_value(tf.floor(width * scale + 0.5), 1.0, float(max_side))
     out = _resize_tf(image, new_h, new_w, scale)
-    out = _pad_to(out, 0.0, 0.0, max_side, pad_value)
     return out, tf.stack([new_h / height, new_w / width, 0.0, 0.0])
 
 

@@ -116,10 +116,64 @@ def read_voc(root, split, class_names=None, skip_unknown=False, allow_outside_ro
     return records
 
 
+# VOC's 1-based inclusive corners minus this are our continuous edges (see the module docstring).
+_CORNER_OFFSET = np.array([1.0, 1.0, 0.0, 0.0])
+
+
 def voc_box(corners):
-    """Our continuous-edge ``(x1, y1, x2, y2)`` from VOC's 1-based inclusive ``(xmin, ymin, xmax, ymax)``."""
-    xmin, ymin, xmax, ymax = corners
-    return xmin - 1.0, ymin - 1.0, xmax, ymax
+    """Our continuous-edge box from VOC's 1-based inclusive corners.
+
+    Args:
+      corners: ``(xmin, ymin, xmax, ymax)`` as a VOC file has them, or an
+        [N, 4] array of them.
+
+    Returns:
+      ``(x1, y1, x2, y2)`` = ``(xmin - 1, ymin - 1, xmax, ymax)`` (a tuple of
+      floats for one box, an [N, 4] float64 array for many).
+    """
+    array = np.asarray(corners, np.float64) - _CORNER_OFFSET
+    return tuple(array.tolist()) if array.ndim == 1 else array
+
+
+def voc_corners(boxes):
+    """The inverse of ``voc_box``: VOC corners from our continuous-edge boxes.
+
+    Args:
+      boxes: [N, 4] (or [4]) ``xyxy`` continuous edges.
+
+    Returns:
+      [N, 4] (or [4]) float64 ``(xmin, ymin, xmax, ymax)`` = ``(x1 + 1, y1 + 1, x2, y2)``.
+    """
+    return np.asarray(boxes, np.float64) + _CORNER_OFFSET
+
+
+def default_voc_classes(root=None, found=None):
+    """The class list of a VOC dataset whose config or caller gives none.
+
+    The one rule every path uses (training, evaluation, the checker,
+    conversion, anchors): the 20 ``VOC_CLASSES`` in devkit order when every
+    name the annotations use is one of them, else the sorted names found.
+    All of ``Annotations/`` is read, so class ids do not depend on the split;
+    a broken file is passed over here (the readers and the checker report it).
+
+    Args:
+      root: dataset folder; its ``Annotations/*.xml`` are read.
+      found: the names the annotations use, when the caller has them
+        already (then ``root`` is not read).
+
+    Returns:
+      list of str.
+    """
+    if found is None:
+        _check_root(Path(root))
+        found = set()
+        for path in sorted((Path(root) / ANNOTATIONS_DIR).glob("*.xml")):
+            try:
+                found.update(obj["name"] for obj in _parse_annotation(path)["objects"])
+            except InputError:
+                continue
+    found = sorted(set(found))
+    return list(VOC_CLASSES) if set(found) <= set(VOC_CLASSES) else found
 
 
 def image_path(root, filename, xml_path, allow_outside_root=False):

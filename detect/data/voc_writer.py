@@ -2,9 +2,9 @@
 
 The inverse of ``detect.data.voc.read_voc``: our continuous-edge box
 ``x1..x2`` becomes the 1-based inclusive corners ``xmin = x1 + 1``,
-``xmax = x2`` (see ``detect/data/voc.py``). Images are not copied; the
-annotation names the record's image file, which the caller puts in
-``JPEGImages/``.
+``xmax = x2`` (``detect.data.voc.voc_corners``, the inverse of
+``voc_box``). Images are not copied; the annotation names the record's
+image file, which the caller puts in ``JPEGImages/``.
 """
 
 from pathlib import Path
@@ -12,7 +12,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from detect.data.voc import ANNOTATIONS_DIR, IMAGES_DIR, SPLITS_DIR
+from detect.data.voc import ANNOTATIONS_DIR, IMAGES_DIR, SPLITS_DIR, voc_corners
 
 
 def write_voc(records, root, split):
@@ -44,7 +44,7 @@ def write_voc(records, root, split):
 def voc_annotation_xml(record):
     """The VOC annotation XML text of one record (``ignore`` becomes ``difficult``)."""
     filename = Path(record.image_path).name if record.image_path else f"{record.image_id}.jpg"
-    corners = np.asarray(record.boxes, np.float64) + np.array([1.0, 1.0, 0.0, 0.0])
+    corners = voc_corners(record.boxes).reshape(-1, 4)
     objects = []
     for (xmin, ymin, xmax, ymax), k, difficult in zip(corners, record.classes, record.ignore):
         objects.append(

@@ -4,9 +4,7 @@ import numpy as np
 
 from detect.eval.metrics import evaluate_coco, evaluate_voc
 from detect.eval.types import Detections, GroundTruth
-
-# Class id of a padded ground-truth or detection slot.
-PAD_CLASS = -1
+from detect.ops import PAD_CLASS  # the one definition: padded slots of batches and of NMS output
 
 
 def _numpy(x, dtype=None):
@@ -54,24 +52,25 @@ class DetectionAccumulator:
 
         Args:
           gt_boxes: [B, N, 4] xyxy; gt_classes: [B, N] int, ``PAD_CLASS``
-            (-1) for padding.
+            (``detect.ops.PAD_CLASS``, -1) for padding.
           det_boxes: [B, K, 4] xyxy; det_scores: [B, K]; det_classes: [B, K]
-            int, -1 for padding.
+            int, ``PAD_CLASS`` for padding.
           num_detections: optional [B]; slots past it are padding.
           gt_ignore: optional [B, N] bool (crowd / difficult).
-          gt_area: optional [B, N] area for COCO's size ranges (default: box
-            area).
+          gt_area: optional [B, N] float area for COCO's small / medium /
+            large ranges: pass ``Record.area`` (COCO's ``area`` field) so
+            APs / APm / APl equal ``tools/eval.py``; None for the box area.
         """
         gt_classes = _numpy(gt_classes, np.int64)
         batch = gt_classes.shape[0]
         gt_boxes = _numpy(gt_boxes, np.float64)
         gt_ignore = np.zeros_like(gt_classes, bool) if gt_ignore is None else _numpy(gt_ignore, bool)
         det_classes = _numpy(det_classes, np.int64)
-        det_valid = det_classes >= 0
+        det_valid = det_classes != PAD_CLASS
         if num_detections is not None:
             det_valid &= np.arange(det_classes.shape[1])[None, :] < _numpy(num_detections)[:, None]
         image = self._num_images + np.arange(batch)
-        gt_valid = gt_classes >= 0
+        gt_valid = gt_classes != PAD_CLASS
         gt_xywh = _xyxy_to_xywh(gt_boxes[gt_valid])
         area = gt_xywh[:, 2] * gt_xywh[:, 3] if gt_area is None else _numpy(gt_area, np.float64)[gt_valid]
         self._gt["image"].append(np.broadcast_to(image[:, None], gt_classes.shape)[gt_valid])
@@ -95,7 +94,8 @@ class DetectionAccumulator:
             image_ids=list(range(self._num_images)), class_names=self.class_names,
             category_ids=list(range(len(self.class_names))),
             image_index=cat(self._gt["image"]).astype(np.int32), classes=cat(self._gt["classes"]).astype(np.int32),
-            boxes_xywh=cat(self._gt["boxes"], 4), area=cat(self._gt["area"]), ignore=cat(self._gt["ignore"]).astype(bool),
+            boxes_xywh=cat(self._gt["boxes"], 4), area=cat(self._gt["area"]),
+            ignore=cat(self._gt["ignore"]).astype(bool),
             source="<validation>")
         dets = Detections(cat(self._dt["image"]).astype(np.int32), cat(self._dt["classes"]).astype(np.int32),
                           cat(self._dt["boxes"], 4), cat(self._dt["scores"]), source="<validation>")

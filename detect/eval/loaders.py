@@ -1,14 +1,16 @@
 """Ground truth and detections from files, validated, as flat numpy arrays.
 
-Ground truth comes from a COCO instances JSON or a VOC-layout dataset;
-detections from a COCO results JSON (a list of ``{"image_id",
-"category_id", "bbox": [x, y, w, h], "score"}``). Every problem is an
-``InputError`` that names the file and the offending entry.
+Ground truth comes from a COCO instances JSON (checked by
+``detect.data.coco.validate_coco``, the training reader's validator), a
+VOC-layout dataset or any reader's ``Record`` list; detections from a COCO
+results JSON (a list of ``{"image_id", "category_id", "bbox": [x, y, w, h],
+"score"}``). Every problem is an ``InputError`` that names the file and the
+offending entry.
 
-Detections files can hold hundreds of thousands of entries, so the loaders
-pull each field out with one comprehension, convert it with one
-``np.array`` call and validate it vectorised; the slow per-entry walk runs
-only to describe an entry after a bulk step has failed.
+Detections files can hold hundreds of thousands of entries, so the
+detection loaders pull each field out with one comprehension, convert it
+with one ``np.array`` call and validate it vectorised; the slow per-entry
+walk runs only to describe an entry after a bulk step has failed.
 """
 
 import json
@@ -18,15 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from detect.data.voc import VOC_CLASSES, read_voc, voc_class_names_in, voc_splits
+from detect.data.coco import validate_coco
+from detect.data.voc import default_voc_classes, read_voc, voc_splits
 from detect.errors import InputError
 from detect.jsonfile import load_json
 from detect.eval.types import Detections, GroundTruth
 
 # Split evaluated when none is given, in order of preference.
 DEFAULT_VOC_SPLITS = ("test", "val")
-
-_MISSING = object()
 
 
 # ---- COCO -------------------------------------------------------------------
@@ -37,6 +38,12 @@ def load_coco_gt(source):
 
     Images are sorted by id (pycocotools visits ``sorted(getImgIds())``) and
     categories by id; a class index is the category's position in that order.
+
+    The file is checked by ``detect.data.coco.validate_coco``, the validator
+    the training reader uses too, so a fault reads the same here and there;
+    evaluation does not need the images, so their ``file_name`` and size are
+    not required. On top of it a box with a negative width or height is
+    refused, which no evaluator scores sensibly.
 
     Args:
       source: path of the JSON file, or the already-loaded dict.
@@ -50,65 +57,31 @@ def load_coco_gt(source):
         on an unknown image or category, a negative or non-finite number.
     """
     data, src = _read_json(source)
-    if not isinstance(data, dict):
-        raise InputError(src, f"expected a JSON object with 'images', 'annotations' and "
-                              f"'categories', got {_type_name(data)}")
-    for key in ("images", "annotations", "categories"):
-        if key not in data:
-            raise InputError(src, f"missing key {key!r}")
-        if not isinstance(data[key], list):
-            raise InputError(src, f"{key!r} must be a list, got {_type_name(data[key])}")
+    validate_coco(data, src, images=False)
     images, anns, cats = data["images"], data["annotations"], data["categories"]
-
-    image_ids = _unique_ids(images, "images", src, str_ok=True)
-    try:
-        image_ids = sorted(image_ids)
-    except TypeError:
-        raise InputError(src, "images: ids mix numbers and strings; they cannot be sorted") from None
-    cat_ids = _unique_ids(cats, "categories", src, str_ok=False)
-    cat_names = _column(cats, "name", src, lambda i: f"categories[{i}] (id {cat_ids[i]})")
-    seen = {}
-    for i, name in enumerate(cat_names):
-        if not isinstance(name, str):
-            raise InputError(src, f"categories[{i}] (id {cat_ids[i]}): name must be a string, "
-                                  f"got {_short(name)}")
-        if name in seen:
-            # Reports are keyed by name, so two classes cannot share one.
-            raise InputError(src, f"categories[{i}] (id {cat_ids[i]}): name {name!r} is also "
-                                  f"used by categories[{seen[name]}]")
-        seen[name] = i
-    order = sorted(range(len(cats)), key=cat_ids.__getitem__)
+    image_ids = sorted(image["id"] for image in images)
+    order = sorted(range(len(cats)), key=lambda j: cats[j]["id"])
 
     def label(i):
-        ann_id = anns[i].get("id", _MISSING) if isinstance(anns[i], dict) else _MISSING
-        return f"annotations[{i}]" + ("" if ann_id is _MISSING else f" (id {_short(ann_id)})")
+        return f"annotations[{i}] (id {_short(anns[i]['id'])})"
 
-    fields = _detection_fields(anns, src, label, ("image_id", "category_id", "bbox"))
-    image_index = _lookup(fields["image_id"], {k: i for i, k in enumerate(image_ids)},
+    image_index = _lookup([a["image_id"] for a in anns], {k: i for i, k in enumerate(image_ids)},
                           src, label, "image_id", "is not in 'images'")
-    classes = _lookup(fields["category_id"], {cat_ids[j]: k for k, j in enumerate(order)},
+    classes = _lookup([a["category_id"] for a in anns], {cats[j]["id"]: k for k, j in enumerate(order)},
                       src, label, "category_id", "is not in 'categories'")
-    boxes = fields["bbox"]
-
+    boxes = np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4)
+    _check_sizes(boxes, src, label)
     has_area = np.fromiter(("area" in a for a in anns), bool, count=len(anns))
-    area = _numbers([a.get("area", 0.0) for a in anns], None, src, label, "area")
-    _check_finite(area, src, label, "area")
-    _check_nonnegative(area, src, label, "area is negative")
-    area = np.where(has_area, area, boxes[:, 2] * boxes[:, 3])
-    iscrowd = _numbers([a.get("iscrowd", 0) for a in anns], None, src, label, "iscrowd")
-    bad = np.flatnonzero((iscrowd != 0) & (iscrowd != 1))
-    if bad.size:
-        raise InputError(src, f"{label(bad[0])}: iscrowd must be 0 or 1, got {iscrowd[bad[0]]:g}")
-
+    area = np.array([a.get("area", 0.0) for a in anns], np.float64)
     return GroundTruth(
         image_ids=image_ids,
-        class_names=[cat_names[j] for j in order],
-        category_ids=[cat_ids[j] for j in order],
+        class_names=[cats[j]["name"] for j in order],
+        category_ids=[cats[j]["id"] for j in order],
         image_index=image_index,
         classes=classes,
         boxes_xywh=boxes,
-        area=area,
-        ignore=iscrowd.astype(bool),
+        area=np.where(has_area, area, boxes[:, 2] * boxes[:, 3]),
+        ignore=np.array([bool(a.get("iscrowd", 0)) for a in anns], bool),
         source=src,
     )
 
@@ -159,49 +132,69 @@ def load_voc_gt(root, split=None, class_names=None, skip_unknown=False):
     Args:
       root: dataset folder.
       split: split name; None for ``test``, falling back to ``val``.
-      class_names: class list; None for the 20 VOC classes when every name
-        in the dataset's annotations (all of ``Annotations/``, so class ids
-        do not depend on the split) is one of them, else the sorted names.
+      class_names: class list; None for ``detect.data.voc.default_voc_classes``
+        (the 20 VOC classes when every name in ``Annotations/`` is one of
+        them, else the sorted names), the rule training uses too.
       skip_unknown: drop objects of classes outside ``class_names``.
 
     Returns:
       ``GroundTruth``: image ids are the file stems, sorted; boxes are our
-      continuous edges (``x = xmin - 1``, ``w = xmax - xmin + 1``) in xywh;
-      ``ignore`` = difficult; ``area`` = box area (0 for degenerate boxes).
+      continuous edges (``detect.data.voc.voc_box``: ``x = xmin - 1``,
+      ``w = xmax - xmin + 1``) in xywh; ``ignore`` = difficult; ``area`` =
+      box area (0 for degenerate boxes).
     """
     split = resolve_voc_split(root, split)
     if class_names is None:
-        found = voc_class_names_in(root)
-        class_names = list(VOC_CLASSES) if set(found) <= set(VOC_CLASSES) else found
-    records = sorted(read_voc(root, split, class_names, skip_unknown), key=lambda r: r.image_id)
+        class_names = default_voc_classes(root)
+    records = read_voc(root, split, class_names, skip_unknown)
+    return records_ground_truth(records, class_names, source=str(root))
+
+
+def records_ground_truth(records, class_names, source="<records>"):
+    """Ground truth from ``Record`` objects (any reader's), for the formats without a GT file.
+
+    Args:
+      records: ``Record`` list; ``boxes`` [N, 4] xyxy, ``classes`` [N],
+        ``ignore`` [N], ``area`` [N] each.
+      class_names: the class list the records' class ids index.
+      source: name for messages.
+
+    Returns:
+      ``GroundTruth`` with images sorted by id (as the COCO evaluator visits
+      them), category ids ``0..C-1``, boxes in xywh float64 computed from
+      the float32 corners, ``area`` = ``Record.area``, ``ignore`` as is.
+    """
+    try:
+        records = sorted(records, key=lambda r: r.image_id)
+    except TypeError:
+        raise InputError(source, "image ids mix numbers and strings; they cannot be sorted") from None
     counts = [r.num_boxes for r in records]
     boxes = np.concatenate([r.boxes for r in records] or [np.zeros((0, 4), np.float32)])
     boxes = boxes.astype(np.float64)
-    boxes_xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
     return GroundTruth(
         image_ids=[r.image_id for r in records],
         class_names=list(class_names),
         category_ids=list(range(len(class_names))),
         image_index=np.repeat(np.arange(len(records), dtype=np.int32), counts),
         classes=np.concatenate([r.classes for r in records] or [np.zeros(0, np.int32)]),
-        boxes_xywh=boxes_xywh,
-        area=np.clip(boxes_xywh[:, 2], 0, None) * np.clip(boxes_xywh[:, 3], 0, None),
+        boxes_xywh=np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1),
+        area=np.concatenate([r.area for r in records] or [np.zeros(0)]),
         ignore=np.concatenate([r.ignore for r in records] or [np.zeros(0, bool)]),
-        source=str(root),
+        source=source,
     )
 
 
 def load_voc_dets(source, gt):
-    """Loads a COCO-style results JSON against VOC ground truth.
+    """Loads a COCO-style results JSON against VOC (or ``records_ground_truth``) ground truth.
 
-    ``image_id`` is the annotation file's stem; ``category_id`` is the class
-    name or its index in ``gt.class_names``; ``bbox`` is ``[x, y, w, h]`` in
-    our continuous edges, i.e. devkit corners become ``x = xmin - 1``,
-    ``w = xmax - xmin + 1``.
+    ``image_id`` is the annotation file's stem (the record's id); ``category_id``
+    is the class name or its index in ``gt.class_names``; ``bbox`` is
+    ``[x, y, w, h]`` in our continuous edges, i.e. devkit corners become
+    ``x = xmin - 1``, ``w = xmax - xmin + 1`` (``detect.data.voc.voc_box``).
 
     Args:
       source: path of the JSON file, or the already-loaded list.
-      gt: VOC ``GroundTruth``.
+      gt: VOC or records ``GroundTruth``.
 
     Returns:
       ``Detections`` in file order. Raises ``InputError`` as
@@ -234,18 +227,23 @@ def _load_dets(source, gt, category_index, unknown_category):
     return Detections(image_index, classes, fields["bbox"], fields["score"], src)
 
 
+def _check_sizes(boxes, src, label):
+    """Refuses a negative width or height in [N, 4] xywh boxes, naming the first."""
+    bad_w = boxes[:, 2] < 0
+    bad = np.flatnonzero(bad_w | (boxes[:, 3] < 0))
+    if bad.size:
+        i = bad[0]
+        side = "width" if bad_w[i] else "height"
+        raise InputError(src, f"{label(i)}: bbox {side} is negative ({boxes[i, 2 + (side == 'height')]:g})")
+
+
 def _detection_fields(entries, src, label, keys):
     """Columns of ``keys`` from a list of dicts; ``bbox`` and ``score`` as validated arrays."""
     fields = {key: _column(entries, key, src, label) for key in keys}
     if "bbox" in fields:
         boxes = _numbers(fields["bbox"], 4, src, label, "bbox")
         _check_finite(boxes, src, label, "bbox")
-        bad_w = boxes[:, 2] < 0
-        bad = np.flatnonzero(bad_w | (boxes[:, 3] < 0))
-        if bad.size:
-            i = bad[0]
-            side = "width" if bad_w[i] else "height"
-            raise InputError(src, f"{label(i)}: bbox {side} is negative ({boxes[i, 2 + (side == 'height')]:g})")
+        _check_sizes(boxes, src, label)
         fields["bbox"] = boxes
     if "score" in fields:
         scores = _numbers(fields["score"], None, src, label, "score")
@@ -311,12 +309,6 @@ def _check_finite(array, src, label, name):
         raise InputError(src, f"{label(i)}: {name} is not finite ({value})")
 
 
-def _check_nonnegative(array, src, label, message):
-    rows = np.flatnonzero(array < 0)
-    if rows.size:
-        raise InputError(src, f"{label(rows[0])}: {message} ({array[rows[0]]:g})")
-
-
 def _lookup(values, mapping, src, label, name, unknown):
     """int32 indices of ``values`` in ``mapping``; InputError for the first unknown one."""
     get = mapping.get
@@ -331,26 +323,8 @@ def _lookup(values, mapping, src, label, name, unknown):
     return index.astype(np.int32)
 
 
-def _unique_ids(entries, section, src, str_ok):
-    ids = _column(entries, "id", src, lambda i: f"{section}[{i}]")
-    seen = {}
-    for i, value in enumerate(ids):
-        if not (_is_int(value) or (str_ok and isinstance(value, str))):
-            kind = "an integer or a string" if str_ok else "an integer"
-            raise InputError(src, f"{section}[{i}]: id must be {kind}, got {_short(value)}")
-        if value in seen:
-            raise InputError(src, f"{section}[{i}]: duplicate id {value!r} "
-                                  f"(also {section}[{seen[value]}])")
-        seen[value] = i
-    return ids
-
-
 def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_hashable(value):
@@ -372,4 +346,4 @@ def _short(value, limit=60):
 
 
 __all__ = ["DEFAULT_VOC_SPLITS", "load_coco_dets", "load_coco_gt", "load_voc_dets", "load_voc_gt",
-           "resolve_voc_split"]
+           "records_ground_truth", "resolve_voc_split"]

@@ -122,12 +122,16 @@ class CheckpointStore:
         info = read_json(self.root / f"{pointer}.json")
         return read_json(self.root / info["path"] / HISTORY) if info else None
 
-    def restore(self, pointer="last"):
-        """Restores the pointed checkpoint; returns its epoch or None."""
+    def restore(self, pointer="last", checkpoint=None):
+        """Restores the pointed checkpoint; returns its epoch or None.
+
+        ``checkpoint``: restore into this object instead of the store's own
+        (e.g. one without the optimizer, when a new stage starts afresh).
+        """
         prefix = self.path(pointer)
         if prefix is None:
             return None
-        self.checkpoint.read(str(prefix)).expect_partial()
+        (checkpoint or self.checkpoint).read(str(prefix)).expect_partial()
         return read_json(self.root / f"{pointer}.json")["epoch"]
 
     def reconcile(self, best_epoch):

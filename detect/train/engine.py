@@ -1,15 +1,50 @@
-"""The training engine: model-agnostic loop, checkpoints, validation, logs.
+"""The training engine: model-agnostic loop, stages, checkpoints, validation, logs.
 
-A *task* supplies the detector: ``task.model`` (a ``keras.Model`` from images
-to raw outputs), ``task.losses(outputs, batch) -> dict`` (with a total
-``loss`` and its named parts) and ``task.postprocess(outputs) -> dict`` (the
-padded ``batched_nms`` output). A task may also define ``stages()``: a list
-of ``Stage`` (e.g. Faster R-CNN's 4-step alternation), each with its own
-epochs and a ``prepare(task)`` hook that freezes or copies weights; the
-engine runs them in order and resumes inside the right one.
+A *task* supplies the detector (``detect.models.build_task`` makes one from a
+config):
+
+- ``task.model``: the ``keras.Model`` whose variables are trained and saved.
+- ``task.forward(batch, training)``: the batch-level forward pass. It gets
+  the whole batch (images, ground truth, ``image_hw``), so a two-stage
+  detector can sample RoIs from the ground truth inside its forward pass;
+  returns the raw outputs. The loss never runs the model.
+- ``task.losses(outputs, batch) -> dict``: a total ``loss`` and its named
+  parts (``loss_obj``, ``loss_rpn_cls``, ...).
+- ``task.postprocess(outputs, image_hw) -> dict``: the padded
+  ``batched_nms`` dict; ``image_hw`` [B, 2] is each image's valid extent in
+  the padded batch (for clipping proposals and boxes).
+- optionally ``task.stages(train_cfg) -> [Stage]``: a multi-stage schedule
+  (Faster R-CNN's 4-step alternation); the default is one stage of
+  ``train.epochs``.
+
+Stages. Each stage has its own epochs, learning rate (peak, schedule,
+warm-up), optimizer, training data, trained variables and validation
+metric. On entering a stage the engine calls ``prepare(task)`` (freeze or
+copy weights; it must be idempotent, since a resume calls it again), then
+builds a fresh optimizer over the variables the stage trains, so momentum
+never leaks across stages and un-freezing never meets Keras 3's "Unknown
+variable". The optimizer's step, and so the learning-rate schedule, starts
+at 0 in each stage; the checkpoint keeps a global step for the logs.
+``--resume`` lands in the stage of the next epoch: it runs that stage's
+``prepare``, builds its optimizer, and restores the optimizer state only when
+the saved epoch belongs to the same stage (a stage boundary starts afresh).
+
+Steps. The loop does not read values back from the device every step: loss
+values are fetched, checked for NaN/Inf and logged every
+``train.log_every`` steps and at the end of an epoch, so steps on a GPU
+pipeline. A NaN is reported with the step and loss part where it first
+appeared.
+
+Several machines. Under ``multi_worker`` every worker runs the same writes
+(checkpoint saving involves collective operations), but only the chief
+writes into the run directory; the others write into a temporary folder that
+is removed at the end (the TensorFlow convention).
 """
 
+import dataclasses
 import math
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +55,7 @@ import tensorflow as tf
 import yaml
 
 from detect.config import to_dict
-from detect.train.checkpoints import CheckpointStore, checkpoint_of, read_json, save_weights_atomic, \
-    write_json_atomic
+from detect.train.checkpoints import CheckpointStore, read_json, save_weights_atomic, write_json_atomic
 from detect.train.schedule import WarmupSchedule
 
 
@@ -31,18 +65,47 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass(frozen=True)
 class Stage:
-    """One stage of a multi-stage schedule.
+    """One stage of a multi-stage schedule (see the module docstring).
 
     Attributes:
-      name: shown in logs.
+      name: shown in logs and recorded with each epoch.
       epochs: epochs of this stage.
-      prepare: called with the task before the stage's first step (also on
-        resume), e.g. to freeze layers; None for nothing.
+      prepare: ``fn(task)`` run on entering the stage (also on resume), e.g.
+        to freeze layers or copy weights; must be idempotent. None: nothing.
+      trainable: ``fn(task) -> [tf.Variable]``, the variables this stage
+        trains; None: ``task.model.trainable_variables`` after ``prepare``.
+      learning_rate, warmup_epochs, schedule: this stage's peak learning
+        rate, warm-up and decay; None: the ``train`` config's.
+      data: ``fn(epoch) -> tf.data.Dataset``, the stage's own training data
+        (e.g. a detector trained on proposals precomputed by the previous
+        stage); None: the trainer's.
+      steps_per_epoch: batches per epoch of ``data``; None: the trainer's.
+      validate: run validation after this stage's epochs (every
+        ``train.eval_every`` epochs and at its last epoch).
+      evaluate: ``fn(task) -> dict`` replacing the trainer's for this stage
+        (e.g. proposal recall for an RPN-only stage); None: the trainer's.
+      select_best: this stage's ``mAP50`` competes for the best checkpoint;
+        False for stages whose metric is not the detector's mAP.
     """
 
     name: str
     epochs: int
     prepare: Optional[Callable] = None
+    trainable: Optional[Callable] = None
+    learning_rate: Optional[float] = None
+    warmup_epochs: Optional[float] = None
+    schedule: Optional[str] = None
+    data: Optional[Callable] = None
+    steps_per_epoch: Optional[int] = None
+    validate: bool = True
+    evaluate: Optional[Callable] = None
+    select_best: bool = True
+
+    def train_config(self, train_cfg):
+        """``train_cfg`` with this stage's epochs and learning-rate overrides."""
+        overrides = {k: v for k, v in (("learning_rate", self.learning_rate), ("warmup_epochs", self.warmup_epochs),
+                                       ("schedule", self.schedule)) if v is not None}
+        return dataclasses.replace(train_cfg, epochs=self.epochs, **overrides)
 
 
 def make_strategy(name):
@@ -52,6 +115,20 @@ def make_strategy(name):
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def is_chief(strategy):
+    """Whether this process writes the run's files (TensorFlow's chief convention).
+
+    One machine: always. ``MultiWorkerMirroredStrategy``: the ``chief`` task,
+    else worker 0 when the cluster has no chief.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if resolver is None or task_type is None or task_type == "chief":
+        return True
+    cluster = resolver.cluster_spec().as_dict()
+    return task_type == "worker" and int(resolver.task_id) == 0 and "chief" not in cluster
 
 
 def build_optimizer(train_cfg, steps_per_epoch, total_epochs):
@@ -89,7 +166,7 @@ def _divergence_message(name, value, step):
 
 
 class Trainer:
-    """Runs a task's training with validation, checkpoints and logs.
+    """Runs a task's training with stages, validation, checkpoints and logs.
 
     Args:
       task: the detector task (see the module docstring).
@@ -114,44 +191,87 @@ class Trainer:
                  config_snapshot=None, images_per_batch=None, progress=True, epoch_report=None):
         self.task = task
         self.cfg = train_cfg
-        self.run_dir = Path(run_dir)
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.is_chief = is_chief(self.strategy)
+        self.run_dir = Path(run_dir) if self.is_chief else Path(tempfile.mkdtemp(prefix="detect-worker-"))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.train_data = train_data
         self.steps_per_epoch = int(steps_per_epoch)
         self.evaluate = evaluate
-        self.strategy = strategy or tf.distribute.get_strategy()
         self.images_per_batch = images_per_batch or train_cfg.batch_size
         self.progress = progress
         self.epoch_report = epoch_report
-        self.stages = list(task.stages()) if hasattr(task, "stages") else [Stage("train", train_cfg.epochs)]
+        self.stages = list(task.stages(train_cfg)) if hasattr(task, "stages") else [Stage("train", train_cfg.epochs)]
         self.total_epochs = sum(stage.epochs for stage in self.stages)
         with self.strategy.scope():
-            self.optimizer = build_optimizer(train_cfg, self.steps_per_epoch, self.total_epochs)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-            self.optimizer.build(task.model.trainable_variables)
-        self.store = CheckpointStore(self.run_dir, checkpoint_of(task.model, self.optimizer, epoch=self.epoch))
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.store = CheckpointStore(self.run_dir, None)
+        self.stage_index = None
+        self._enter_stage(0)
         if config_snapshot is not None:
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_snapshot, sort_keys=False))
         self.metrics_path = self.run_dir / "metrics.json"
         self.writer = tf.summary.create_file_writer(str(self.run_dir / "tb"))
+
+    # ---- stages ---------------------------------------------------------------------
+    def _enter_stage(self, index):
+        """Prepares stage ``index`` and gives it a fresh optimizer over the variables it trains."""
+        stage = self.stages[index]
+        if stage.prepare is not None:
+            stage.prepare(self.task)
+        variables = list(stage.trainable(self.task) if stage.trainable is not None
+                         else self.task.model.trainable_variables)
+        with self.strategy.scope():
+            self.optimizer = build_optimizer(stage.train_config(self.cfg), self._steps(stage), stage.epochs)
+            self.optimizer.build(variables)
+        self.variables = variables
+        self.stage_index = index
+        self.store.checkpoint = self._checkpoint(with_optimizer=True)
         self._train_step = None
+
+    def _checkpoint(self, with_optimizer):
+        parts = dict(model=self.task.model, epoch=self.epoch, step=self.step)
+        if with_optimizer:
+            parts["optimizer"] = self.optimizer
+        return tf.train.Checkpoint(**parts)
+
+    def _restore(self, pointer):
+        """Restores a committed checkpoint; its optimizer state only if it belongs to the current stage."""
+        epoch = self.store.epoch(pointer)
+        same_stage = epoch is not None and epoch > 0 and self._stage_index(epoch - 1) == self.stage_index
+        return self.store.restore(pointer, checkpoint=self._checkpoint(with_optimizer=same_stage))
+
+    def _steps(self, stage):
+        return int(stage.steps_per_epoch or self.steps_per_epoch)
+
+    def _stage_index(self, epoch):
+        """Index of the stage that trains (0-based) ``epoch``; the last stage past the end."""
+        start = 0
+        for index, stage in enumerate(self.stages):
+            start += stage.epochs
+            if epoch < start:
+                return index
+        return len(self.stages) - 1
+
+    def _stage_start(self, index):
+        return sum(stage.epochs for stage in self.stages[:index])
 
     # ---- one step -----------------------------------------------------------------
     def _make_train_step(self):
-        task, optimizer, strategy = self.task, self.optimizer, self.strategy
+        task, optimizer, strategy, variables = self.task, self.optimizer, self.strategy, self.variables
         replicas = strategy.num_replicas_in_sync
         scale_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
         def step_fn(batch):
             with tf.GradientTape() as tape:
-                outputs = task.model(batch["image"], training=True)
+                outputs = task.forward(batch, training=True)
                 losses = task.losses(outputs, batch)
                 # Each replica's loss is a mean over its share; the sum of the
                 # replicas' gradients must be the global mean's gradient.
                 loss = losses["loss"] / replicas
                 if scale_loss:
                     loss = optimizer.scale_loss(loss)
-            variables = task.model.trainable_variables
             grads = tape.gradient(loss, variables)
             optimizer.apply_gradients(zip(grads, variables))
             return losses
@@ -159,12 +279,13 @@ class Trainer:
         @tf.function(reduce_retracing=True)
         def train_step(batch):
             per_replica = strategy.run(step_fn, args=(batch,))
+            self.step.assign_add(1)
             return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in per_replica.items()}
 
         return train_step
 
     def train_step(self, batch):
-        """One optimisation step on a (distributed) batch; returns the loss parts."""
+        """One optimisation step on a (distributed) batch; returns the loss parts (tensors)."""
         if self._train_step is None:
             self._train_step = self._make_train_step()
         return self._train_step(batch)
@@ -178,61 +299,73 @@ class Trainer:
         ``last.json`` publishes them together (see ``checkpoints``). Only
         then are the derived files written: ``last.weights.h5``, maybe
         ``best.weights.h5``, and ``metrics.json``. With ``resume``, the last
-        committed checkpoint is restored and every derived file (``best.json``
-        too) is rebuilt from it, so a kill at any point loses at most the
-        uncommitted epoch, which is trained again; no record is lost or
-        repeated.
+        committed checkpoint is restored into the stage it leads to, and
+        every derived file (``best.json`` too) is rebuilt from it, so a kill
+        at any point loses at most the uncommitted epoch, which is trained
+        again; no record is lost or repeated.
         """
         history = {"epochs": [], "best": None}
         start_epoch = 0
         if resume:
-            restored = self.store.restore("last")
-            if restored is None:
+            saved = self.store.epoch("last") if self.store.path("last") is not None else None
+            if saved is None:
                 print(f"--resume: no checkpoint in {self.store.root}; starting from scratch", flush=True)
                 self.store.reconcile(None)
             else:
+                if self._stage_index(saved) != self.stage_index:
+                    self._enter_stage(self._stage_index(saved))
+                self._restore("last")
                 start_epoch = int(self.epoch.numpy())
                 history = self._committed_history(start_epoch)
                 self._rebuild_outputs(history)
-                print(f"resumed from epoch {start_epoch} (step {int(self.optimizer.iterations.numpy())})",
-                      flush=True)
-        for epoch in range(start_epoch, self.total_epochs):
-            stage = self._stage_of(epoch)
-            if stage.prepare is not None and (epoch == start_epoch or epoch == self._stage_start(stage)):
-                stage.prepare(self.task)
-                self._train_step = None  # trainable variables may have changed
-            losses, seconds = self._run_epoch(epoch, stage)
-            report = self.epoch_report() if self.epoch_report is not None else None
-            if report:
-                print(report, flush=True)
-            self.epoch.assign(epoch + 1)
-            record = {"epoch": epoch + 1, "stage": stage.name, "seconds": round(seconds, 2),
-                      "images_per_second": round(self.steps_per_epoch * self.images_per_batch / seconds, 2),
-                      **{k: float(v) for k, v in losses.items()}}
-            pointers = ["last"]
-            last_epoch = epoch + 1 == self.total_epochs
-            if self.evaluate is not None and ((epoch + 1) % max(self.cfg.eval_every, 1) == 0 or last_epoch):
-                metrics = self.evaluate(self.task)
-                record.update({k: float(v) for k, v in metrics.items()})
-                best = history["best"]
-                if best is None or metrics["mAP50"] > best["mAP50"]:
-                    history["best"] = {"epoch": epoch + 1, "mAP50": float(metrics["mAP50"]),
-                                       "AP": float(metrics["AP"])}
-                    pointers.append("best")
-                with self.writer.as_default():
-                    for key in ("mAP50", "AP"):
-                        tf.summary.scalar(f"val/{key}", metrics[key], step=epoch + 1)
-                print(f"epoch {epoch + 1}: mAP@0.5 {metrics['mAP50']:.4f}  AP@[.5:.95] {metrics['AP']:.4f}",
-                      flush=True)
-            history["epochs"].append(record)
-            self.store.save(epoch + 1, pointers, history=history)  # the commit
-            # Derived from the commit; a kill here is repaired by --resume.
-            save_weights_atomic(self.task.model, self.run_dir / "last.weights.h5")
-            if "best" in pointers:
-                save_weights_atomic(self.task.model, self.run_dir / "best.weights.h5")
-            write_json_atomic(self.metrics_path, history)
-        self.writer.flush()
+                print(f"resumed from epoch {start_epoch} (step {int(self.step.numpy())}), stage "
+                      f"{self.stages[self.stage_index].name!r}", flush=True)
+        try:
+            for epoch in range(start_epoch, self.total_epochs):
+                self._train_epoch(epoch, history)
+        finally:
+            self.writer.flush()
+            if not self.is_chief:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
         return history
+
+    def _train_epoch(self, epoch, history):
+        index = self._stage_index(epoch)
+        if index != self.stage_index:
+            self._enter_stage(index)
+        stage = self.stages[index]
+        losses, seconds, images = self._run_epoch(epoch, stage)
+        report = self.epoch_report() if self.epoch_report is not None else None
+        if report:
+            print(report, flush=True)
+        self.epoch.assign(epoch + 1)
+        record = {"epoch": epoch + 1, "stage": stage.name, "seconds": round(seconds, 2),
+                  "images_per_second": round(images / seconds, 2), **losses}
+        pointers = ["last"]
+        stage_epoch = epoch + 1 - self._stage_start(index)
+        evaluate = stage.evaluate or self.evaluate
+        due = stage_epoch % max(self.cfg.eval_every, 1) == 0 or stage_epoch == stage.epochs
+        if stage.validate and evaluate is not None and due:
+            metrics = {k: float(v) for k, v in evaluate(self.task).items()}
+            record.update(metrics)
+            best = history["best"]
+            if stage.select_best and "mAP50" in metrics and (best is None or metrics["mAP50"] > best["mAP50"]):
+                history["best"] = {"epoch": epoch + 1, "mAP50": metrics["mAP50"], "AP": metrics.get("AP", 0.0)}
+                pointers.append("best")
+            with self.writer.as_default():
+                for key, value in metrics.items():
+                    tf.summary.scalar(f"val/{key}", value, step=epoch + 1)
+            keys = [k for k in _METRIC_NAMES if k in metrics] + [
+                k for k in metrics if k not in _METRIC_NAMES and k not in _COCO_STATS]
+            shown = "  ".join(f"{_METRIC_NAMES.get(k, k)} {metrics[k]:.4f}" for k in keys)
+            print(f"epoch {epoch + 1}: {shown}", flush=True)
+        history["epochs"].append(record)
+        self.store.save(epoch + 1, pointers, history=history)  # the commit
+        # Derived from the commit; a kill here is repaired by --resume.
+        save_weights_atomic(self.task.model, self.run_dir / "last.weights.h5")
+        if "best" in pointers:
+            save_weights_atomic(self.task.model, self.run_dir / "best.weights.h5")
+        write_json_atomic(self.metrics_path, history)
 
     def _committed_history(self, epoch):
         """The history committed with the restored checkpoint of ``epoch``.
@@ -259,9 +392,9 @@ class Trainer:
         best = history["best"]
         best_path = self.run_dir / "best.weights.h5"
         if self.store.reconcile(best["epoch"] if best else None):
-            self.store.restore("best")
+            self._restore("best")
             save_weights_atomic(self.task.model, best_path)
-            self.store.restore("last")
+            self._restore("last")
         elif best is None:
             best_path.unlink(missing_ok=True)
         else:
@@ -270,65 +403,91 @@ class Trainer:
         save_weights_atomic(self.task.model, self.run_dir / "last.weights.h5")
         write_json_atomic(self.metrics_path, history)
 
-    def _stage_of(self, epoch):
-        for stage in self.stages:
-            if epoch < self._stage_start(stage) + stage.epochs:
-                return stage
-        return self.stages[-1]
-
-    def _stage_start(self, stage):
-        start = 0
-        for s in self.stages:
-            if s is stage:
-                return start
-            start += s.epochs
-        return start
-
     def _run_epoch(self, epoch, stage):
-        dataset = self.train_data(epoch)
+        """Trains one epoch; returns (mean loss parts, seconds, images)."""
+        dataset = (stage.data or self.train_data)(epoch)
         dist = self.strategy.experimental_distribute_dataset(dataset) \
             if not isinstance(dataset, tf.distribute.DistributedDataset) else dataset
+        steps = self._steps(stage)
         bar = None
         if self.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.total_epochs} [{stage.name}]",
+            bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{self.total_epochs} [{stage.name}]",
                        unit="batch", dynamic_ncols=True, leave=True)
-        sums, count = {}, 0
+        # Counters kept on the host, so that a step needs no read-back (module docstring).
+        window = _StepWindow(step=int(self.step.numpy()), iteration=int(self._iterations().numpy()))
         start = time.perf_counter()
+        count = 0
         for batch in dist:
-            losses = self.train_step(batch)
-            step = int(self.optimizer.iterations.numpy())
+            window.add(self.train_step(batch))
+            count += 1
+            if bar is not None:
+                bar.update(1)
+            if len(window.pending) >= max(self.cfg.log_every, 1) or count >= steps:
+                self._drain(window, bar, count, start)
+            if count >= steps:
+                break
+        self._drain(window, bar, count, start)
+        if bar is not None:
+            bar.close()
+        seconds = time.perf_counter() - start
+        means = {k: v / max(window.count, 1) for k, v in window.sums.items()}
+        return means, seconds, count * self.images_per_batch
+
+    def _drain(self, window, bar, count, start):
+        """Reads the pending steps' losses: NaN check, sums, TensorBoard, progress bar."""
+        if not window.pending:
+            return
+        log_every = max(self.cfg.log_every, 1)
+        logged = [(step, it) for step, it, _ in window.pending if step % log_every == 0]
+        rates = {step: float(self._learning_rate(it)) for step, it in logged}
+        values = None
+        for step, _, losses in window.pending:
             values = {k: float(v) for k, v in losses.items()}
             for name, value in values.items():
                 if not math.isfinite(value):
                     raise TrainingDiverged(_divergence_message(name, value, step))
             for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v
-            count += 1
-            lr = float(self._learning_rate(step))
-            if step % max(self.cfg.log_every, 1) == 0:
+                window.sums[k] = window.sums.get(k, 0.0) + v
+            window.count += 1
+            if step in rates:
                 with self.writer.as_default():
                     for k, v in values.items():
                         tf.summary.scalar(f"train/{k}", v, step=step)
-                    tf.summary.scalar("train/learning_rate", lr, step=step)
-            if bar is not None:
-                elapsed = time.perf_counter() - start
-                bar.set_postfix({**{k.replace("loss_", ""): f"{v:.3f}" for k, v in values.items()},
-                                 "lr": f"{lr:.2e}", "img/s": f"{count * self.images_per_batch / elapsed:.1f}"})
-                bar.update(1)
-            if count >= self.steps_per_epoch:
-                break
+                    tf.summary.scalar("train/learning_rate", rates[step], step=step)
         if bar is not None:
-            bar.close()
-        seconds = time.perf_counter() - start
-        return {k: v / max(count, 1) for k, v in sums.items()}, seconds
+            lr = float(self._learning_rate(window.pending[-1][1]))
+            elapsed = time.perf_counter() - start
+            bar.set_postfix({**{k.replace("loss_", ""): f"{v:.3f}" for k, v in values.items()},
+                             "lr": f"{lr:.2e}", "img/s": f"{count * self.images_per_batch / elapsed:.1f}"})
+        window.pending = []
 
-    def _learning_rate(self, step):
-        optimizer = self.optimizer
-        inner = getattr(optimizer, "inner_optimizer", optimizer)
+    def _iterations(self):
+        return getattr(self.optimizer, "inner_optimizer", self.optimizer).iterations
+
+    def _learning_rate(self, iteration):
+        inner = getattr(self.optimizer, "inner_optimizer", self.optimizer)
         schedule = inner._learning_rate
-        return schedule(step) if callable(schedule) else schedule
+        return schedule(iteration) if callable(schedule) else schedule
+
+
+class _StepWindow:
+    """Steps trained since the losses were last read (``Trainer._drain``)."""
+
+    def __init__(self, step, iteration):
+        self.step, self.iteration = step, iteration
+        self.pending = []  # (global step, optimizer iteration it used, loss tensors)
+        self.sums, self.count = {}, 0
+
+    def add(self, losses):
+        self.pending.append((self.step + 1, self.iteration, losses))
+        self.step += 1
+        self.iteration += 1
+
+
+_METRIC_NAMES = {"mAP50": "mAP@0.5", "AP": "AP@[.5:.95]"}
+_COCO_STATS = ("AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
 
 def _best_of(records):

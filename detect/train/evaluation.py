@@ -7,21 +7,35 @@ from detect.eval.accumulator import DetectionAccumulator
 
 
 def make_predict_fn(task):
-    """Compiled ``images -> batched_nms dict`` (traced once per input size)."""
-    @tf.function
-    def predict(images):
-        return task.postprocess(task.model(images, training=False))
+    """Compiled ``(images, image_hw) -> batched_nms dict`` (traced once per input size).
+
+    ``image_hw`` [B, 2] int32: each image's valid extent in the padded batch,
+    which a two-stage model needs to clip proposals.
+    """
+    # Shortest-side batches vary in size: trace shape-generic rather than once per size.
+    @tf.function(reduce_retracing=True)
+    def predict(images, image_hw):
+        batch = {"image": images, "image_hw": image_hw}
+        return task.postprocess(task.forward(batch, training=False), image_hw)
 
     return predict
+
+
+def batch_image_hw(batch):
+    """The batch's ``image_hw`` [B, 2] int32, or the full image size for batches without one."""
+    if "image_hw" in batch:
+        return batch["image_hw"]
+    shape = tf.shape(batch["image"])
+    return tf.tile(shape[1:3][None], [shape[0], 1])
 
 
 def predict_dataset(task, dataset, unmap_boxes, predict_fn=None):
     """Runs the detector over a dataset in original-image coordinates.
 
     Args:
-      task: has ``model`` and ``postprocess``.
+      task: has ``forward`` and ``postprocess`` (the engine's task protocol).
       dataset: batches with ``image``, ``image_id``, ``transform``,
-        ``original_size`` (see ``detect.data.pipeline``).
+        ``original_size`` and ``image_hw`` (see ``detect.data.pipeline``).
       unmap_boxes: ``(boxes [B, K, 4], transform [B, 4]) -> boxes`` back to
         original pixels.
 
@@ -30,7 +44,7 @@ def predict_dataset(task, dataset, unmap_boxes, predict_fn=None):
     """
     predict_fn = predict_fn or make_predict_fn(task)
     for batch in dataset:
-        out = predict_fn(batch["image"])
+        out = predict_fn(batch["image"], batch_image_hw(batch))
         boxes = unmap_boxes(out["boxes"], batch["transform"]).numpy()
         sizes = batch["original_size"].numpy().astype(np.float32)  # [B, 2] (h, w)
         counts = out["num_detections"].numpy()
@@ -74,4 +88,4 @@ def evaluate_predictions(predictions, records, class_names):
 def _add_one(acc, record, boxes, scores, classes):
     acc.add(record.boxes[None], record.classes[None], np.asarray(boxes, np.float32)[None],
             np.asarray(scores, np.float32)[None], np.asarray(classes, np.int32)[None],
-            gt_ignore=record.ignore[None])
+            gt_ignore=record.ignore[None], gt_area=record.area[None])

@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 from detect.config import FieldError, bounded, check_fields, load_config, one_of
 from detect.data.augment import AugmentConfig
 from detect.train.config import TrainConfig
-from detect.yolo.model import YoloConfig
+from detect.models import ModelConfig
 
 DATA_FORMATS = ("voc", "coco", "yolo", "tfrecord", "shapes")
 
@@ -50,12 +50,25 @@ class DataConfig:
       classes: class names, in id order; empty = the dataset's own.
       skip_unknown: drop boxes of classes not in ``classes`` instead of
         failing.
-      image_size: square training / evaluation input (letterbox); a
+      resize: how images become network input, "letterbox" (YOLO: a square
+        ``image_size``, grey bars) or "shortest_side" (Faster R-CNN: shorter
+        side ``min_side``, longer at most ``max_side``; each batch padded to
+        its own largest image, rounded up to ``size_divisor``).
+      image_size: letterbox only: square training / evaluation input; a
         multiple of the model's coarsest stride (32 for the shipped
         backbones).
-      multiscale_sizes: training sizes to draw from (empty = fixed size),
-        each a multiple of that stride too.
-      multiscale_every: batches between size changes, >= 1.
+      multiscale_sizes: letterbox only: training sizes to draw from (empty
+        = fixed size), each a multiple of that stride too.
+      multiscale_every: letterbox only: batches between size changes, >= 1.
+      min_side: shortest-side only: target shorter side in pixels, >= 1 and
+        <= ``max_side``.
+      max_side: shortest-side only: cap on the longer side in pixels, >= 1.
+      size_divisor: shortest-side only: batch height and width are rounded
+        up to a multiple of it, >= 1; the model's coarsest stride (or a
+        multiple of it).
+      min_sides: shortest-side only: training multi-scale; each image
+        draws its shorter side from these (empty = always ``min_side``),
+        each >= 1 and <= ``max_side``; evaluation uses ``min_side``.
       max_boxes: boxes kept per image (padding size), >= 1.
       augment: albumentations settings (training only).
       strict: fail on a corrupt, truncated (repairable) or broken image or
@@ -74,9 +87,14 @@ class DataConfig:
     test_split: Optional[str] = None
     classes: Tuple[str, ...] = ()
     skip_unknown: bool = False
+    resize: str = one_of("letterbox", ("letterbox", "shortest_side"))  # detect.data.pipeline.RESIZE_MODES
     image_size: int = bounded(416, ge=1)
     multiscale_sizes: Tuple[int, ...] = bounded((), ge=1)
     multiscale_every: int = bounded(10, ge=1)
+    min_side: int = bounded(600, ge=1)
+    max_side: int = bounded(1000, ge=1)
+    size_divisor: int = bounded(32, ge=1)
+    min_sides: Tuple[int, ...] = bounded((), ge=1)
     max_boxes: int = bounded(100, ge=1)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     strict: bool = False
@@ -86,26 +104,40 @@ class DataConfig:
 
     def __post_init__(self):
         check_fields(self)
+        if self.min_side > self.max_side:
+            raise FieldError("min_side", f"must be <= max_side ({self.max_side}), got {self.min_side}")
+        for i, side in enumerate(self.min_sides):
+            if side > self.max_side:
+                raise FieldError(f"min_sides[{i}]", f"must be <= max_side ({self.max_side}), got {side}")
+        if self.resize == "letterbox" and self.min_sides:
+            raise FieldError("min_sides", "works with resize: shortest_side only; letterbox uses multiscale_sizes")
+        if self.resize == "shortest_side" and self.multiscale_sizes:
+            raise FieldError("multiscale_sizes", "works with resize: letterbox only; shortest_side uses min_sides")
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """A whole experiment: ``data``, ``model`` (YOLO) and ``train``.
+    """A whole experiment: ``data``, ``model`` and ``train``.
 
-    Besides each section's own rules, the input sizes (``data.image_size``
-    and every ``data.multiscale_sizes`` entry) must be multiples of the
-    model's coarsest stride, so that the levels' grids line up.
+    ``model`` is any config registered in ``detect.models``, picked by its
+    ``type`` key (``yolo`` when absent). Besides each section's own rules,
+    the input sizes (``data.image_size``, every ``data.multiscale_sizes``
+    entry, and for shortest-side resizing ``data.size_divisor``) must be
+    multiples of the model's coarsest stride (``model.coarsest_stride()``),
+    so that the levels' grids line up.
     """
 
     name: str = "experiment"
     data: DataConfig = field(default_factory=DataConfig)
-    model: YoloConfig = field(default_factory=YoloConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
         check_fields(self)
         stride = self.model.coarsest_stride()
         sizes = [("data.image_size", self.data.image_size)]
+        if self.data.resize == "shortest_side":  # batches are padded to multiples of it
+            sizes.append(("data.size_divisor", self.data.size_divisor))
         sizes += [(f"data.multiscale_sizes[{i}]", size) for i, size in enumerate(self.data.multiscale_sizes)]
         for key, size in sizes:
             if size % stride:

@@ -1,9 +1,20 @@
-"""A trained run's detections on a split of its config's dataset, and their scores."""
+"""A trained run's detections on a split of its config's dataset, and their scores.
+
+Every ``data.format`` works: the split is read by the training dispatcher
+(``detect.train.data``), predicted through the validation pipeline
+(``detect.train.run.make_datasets``) and scored by the loaders and metrics
+behind ``tools/eval.py``:
+
+- voc, shapes: the VOC folder (``load_voc_gt``); default metric voc12.
+- coco: the split's instances JSON (``load_coco_gt``); default metric coco.
+- yolo, tfrecord: the split's records (``records_ground_truth``), having
+  no ground-truth file of their own; default metric coco.
+"""
 
 import json
-import tempfile
 from pathlib import Path
 
+from detect.data.formats import split_source
 from detect.errors import InputError
 from detect.train.data import class_names_of, dataset_root, load_records, prepare_data
 from detect.train.evaluation import predict_dataset
@@ -34,13 +45,18 @@ def split_name(data_cfg, split):
     return split
 
 
+def default_metric(data_cfg):
+    """``"voc12"`` for VOC-layout data (voc, shapes), ``"coco"`` for every other format."""
+    return "voc12" if data_cfg.format in ("voc", "shapes") else "coco"
+
+
 def predict_split(config_path, weights, split=None, overrides=()):
     """Runs a trained model over a split; detections in original-image pixels.
 
     Returns:
       (config, split, class names, records, list of COCO-style result dicts:
-      ``image_id`` (the record's id), ``category_id`` (the class name),
-      ``bbox`` x, y, w, h, ``score``).
+      ``image_id`` (the record's own id: a VOC / YOLO stem, a COCO id),
+      ``category_id`` (the class name), ``bbox`` x, y, w, h, ``score``).
     """
     config = load_experiment(config_path, overrides)
     prepare_data(config.data)
@@ -48,19 +64,20 @@ def predict_split(config_path, weights, split=None, overrides=()):
     split = split_name(config.data, split)
     records = load_records(config.data, split, class_names)
 
-    from detect.data.pipeline import build_dataset
     from detect.data.transforms import unmap_boxes
-    from detect.train.run import build_task
+    from detect.train.run import build_task, make_datasets
 
     task = build_task(config, len(class_names))
     task.model.load_weights(str(resolve_weights(weights)))
-    dataset = build_dataset(records, training=False, batch_size=config.train.batch_size,
-                            image_size=config.data.image_size, max_boxes=config.data.max_boxes)
+    # The validation pipeline of training itself, so these are the numbers training reported.
+    _, val_data, _ = make_datasets(config, records, records, strategy=None)
+    # The pipeline carries ids as strings; results name images by the record's own id.
+    original_id = {str(r.image_id): r.image_id for r in records}
     results = []
-    for image_id, boxes, scores, classes in predict_dataset(task, dataset, unmap_boxes):
+    for image_id, boxes, scores, classes in predict_dataset(task, val_data(), unmap_boxes):
         for box, score, cls in zip(boxes, scores, classes):
             x1, y1, x2, y2 = (float(v) for v in box)
-            results.append({"image_id": image_id, "category_id": class_names[int(cls)],
+            results.append({"image_id": original_id[image_id], "category_id": class_names[int(cls)],
                             "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)})
     return config, split, class_names, records, results
 
@@ -68,23 +85,37 @@ def predict_split(config_path, weights, split=None, overrides=()):
 def evaluate_split(config_path, weights, split=None, metric=None, overrides=(), save_dets=None):
     """Scores a trained model on a split exactly as ``tools/eval.py --gt --dets`` would.
 
-    For a VOC-layout dataset the detections are written to a results file
-    and scored through the same file path as ``tools/eval.py``.
+    Args:
+      config_path, weights, split, overrides: see ``predict_split``.
+      metric: ``"coco"``, ``"voc07"`` or ``"voc12"``; None for
+        ``default_metric``.
+      save_dets: write the detections (COCO results JSON) here. For COCO
+        data they carry the JSON's image and category ids, so
+        ``tools/eval.py --gt <the split's JSON> --dets <file>`` gives the
+        same numbers; for VOC data the stems and class names that
+        ``tools/eval.py --gt <VOC root>`` reads.
 
     Returns:
       The ``CocoResult`` or ``VocResult``.
     """
+    from detect.eval.files import evaluate
+    from detect.eval.loaders import (load_coco_dets, load_coco_gt, load_voc_dets, load_voc_gt,
+                                     records_ground_truth)
+
     config, split, class_names, records, results = predict_split(config_path, weights, split, overrides)
+    data_cfg = config.data
+    if data_cfg.format == "coco":
+        gt = load_coco_gt(split_source(data_cfg, split))
+        category_id = dict(zip(gt.class_names, gt.category_ids))
+        results = [dict(r, category_id=category_id[r["category_id"]]) for r in results]
+        load_dets = load_coco_dets
+    elif data_cfg.format in ("voc", "shapes"):
+        gt = load_voc_gt(dataset_root(data_cfg), split, class_names, skip_unknown=data_cfg.skip_unknown)
+        load_dets = load_voc_dets
+    else:
+        # No ground-truth file of its own: the records the model was run on.
+        gt = records_ground_truth(records, class_names, source=str(split_source(data_cfg, split)))
+        load_dets = load_voc_dets
     if save_dets:
         Path(save_dets).write_text(json.dumps(results))
-    if config.data.format not in ("voc", "shapes"):
-        raise InputError(config_path, f"--config evaluation supports VOC-layout data for now, "
-                                      f"not data.format={config.data.format!r}; use --save-dets and --gt")
-    from detect.eval.files import evaluate_files
-
-    with tempfile.TemporaryDirectory() as tmp:
-        dets_path = Path(save_dets) if save_dets else Path(tmp) / "dets.json"
-        if not save_dets:
-            dets_path.write_text(json.dumps(results))
-        return evaluate_files(dataset_root(config.data), dets_path, metric=metric or "voc12", split=split,
-                              class_names=class_names)
+    return evaluate(gt, load_dets(results, gt), metric or default_metric(data_cfg))

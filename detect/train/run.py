@@ -11,10 +11,10 @@ from detect.train.evaluation import evaluate_predictions, make_predict_fn, predi
 
 
 def build_task(config, num_classes):
-    """The detector a config describes (YOLO for now)."""
-    from detect.yolo.model import YoloDetector
+    """The detector a config's ``model`` section describes (``detect.models`` registry)."""
+    from detect.models import build_task as build_registered
 
-    return YoloDetector(num_classes, config.model, input_shape=(None, None, 3))
+    return build_registered(config.model, num_classes, input_shape=(None, None, 3))
 
 
 def make_datasets(config, train_records, val_records, strategy, train_skipped=()):
@@ -28,17 +28,21 @@ def make_datasets(config, train_records, val_records, strategy, train_skipped=()
 
     data, train = config.data, config.train
 
+    geometry = dict(image_size=data.image_size, resize=data.resize, min_side=data.min_side,
+                    max_side=data.max_side, size_divisor=data.size_divisor)
+
     def train_data(epoch):
         for error in train_skipped:
             pipeline_stats().skip(error.source, error.message, strict=False)
         return build_dataset(
-            train_records, training=True, batch_size=train.batch_size, image_size=data.image_size,
-            max_boxes=data.max_boxes, augment=data.augment, multiscale_sizes=data.multiscale_sizes or None,
-            multiscale_every=data.multiscale_every, seed=train.seed + epoch, strict=data.strict)
+            train_records, training=True, batch_size=train.batch_size, max_boxes=data.max_boxes,
+            augment=data.augment, multiscale_sizes=data.multiscale_sizes or None,
+            multiscale_every=data.multiscale_every, min_sides=data.min_sides, seed=train.seed + epoch,
+            strict=data.strict, **geometry)
 
     def val_data():
-        return build_dataset(val_records, training=False, batch_size=train.batch_size, image_size=data.image_size,
-                             max_boxes=data.max_boxes, seed=train.seed, strict=data.strict, cache=data.cache)
+        return build_dataset(val_records, training=False, batch_size=train.batch_size, max_boxes=data.max_boxes,
+                             seed=train.seed, strict=data.strict, cache=data.cache, **geometry)
 
     steps = max(len(train_records) // train.batch_size, 1)
     return train_data, val_data, steps

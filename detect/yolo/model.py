@@ -33,6 +33,8 @@ class YoloConfig:
     """What a YOLO detector is made of.
 
     Attributes:
+      type: "yolo", the ``model.type`` tag that picks this config and
+        ``YoloDetector`` in ``detect.models``.
       version: "v2" (one level) or "v3" (three levels, so the backbone must
         have C3, C4 and C5).
       backbone: a name from ``detect.backbones``.
@@ -48,6 +50,7 @@ class YoloConfig:
       max_detections: detections kept per image, >= 1.
     """
 
+    type: str = one_of("yolo", ("yolo",))
     version: str = one_of("v3", YOLO_VERSIONS)
     backbone: str = one_of("tiny", BACKBONES)
     backbone_weights: Optional[str] = None
@@ -192,6 +195,10 @@ class YoloDetector:
             self.anchors = [anchors[i * per_level:(i + 1) * per_level] for i in range(3)]
         self.model = keras.Model(images, outputs, name=f"yolo{config.version}_{config.backbone}")
 
+    def forward(self, batch, training=False):
+        """Raw outputs for a batch (only its ``image`` is used; see the engine's task protocol)."""
+        return self.model(batch["image"], training=training)
+
     def losses(self, outputs, batch):
         """Loss parts (see ``yolo_loss``) of raw outputs on a batch."""
         return yolo_loss(_as_list(outputs), self.anchors, self.strides, batch, self.num_classes, self.config.loss)
@@ -218,8 +225,14 @@ class YoloDetector:
             scores.append(tf.reshape(level_scores, [batch, -1, self.num_classes]))
         return tf.concat(boxes, 1), tf.concat(scores, 1)
 
-    def postprocess(self, outputs, score_threshold=None, iou_threshold=None, max_detections=None):
-        """Decoding then per-class NMS: ``batched_nms``'s padded dict."""
+    def postprocess(self, outputs, image_hw=None, score_threshold=None, iou_threshold=None, max_detections=None):
+        """Decoding then per-class NMS: ``batched_nms``'s padded dict.
+
+        ``image_hw`` (the valid extents) is accepted for the task protocol
+        and not used: letterboxed detections are clipped to the original
+        image after unmapping.
+        """
+        del image_hw
         cfg = self.config
         boxes, scores = self.decode(outputs)
         max_det = int(max_detections or cfg.max_detections)

@@ -1,0 +1,198 @@
+"""Multi-stage training in the engine, with a small fake two-stage task.
+
+The task has two parts, ``a`` (say, an RPN) and ``b`` (a head fed by ``a``).
+Its schedule has three stages, like the paper's alternation in miniature:
+``rpn`` trains ``a`` only and is validated by its own metric, which must not
+pick the best checkpoint; ``head`` trains ``b`` only, on its own data, with
+another learning rate; ``joint`` trains both. Checked against facts the test
+computes itself: stage names per epoch, frozen variables unchanged to the
+bit, a fresh optimizer (step 0, the stage's learning rate) per stage, and a
+resume after a kill in each stage that reproduces the uninterrupted run.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+from detect.train.config import TrainConfig
+from detect.train.engine import Stage, Trainer
+
+STEPS = 2
+EPOCHS = {"rpn": 2, "head": 2, "joint": 2}
+RATES = {"rpn": 0.05, "head": 0.02, "joint": 0.01}
+
+
+def data(epoch, offset=0.0):
+    rng = np.random.default_rng(epoch)
+    x = rng.normal(size=(8, 4)).astype(np.float32) + offset
+    return tf.data.Dataset.from_tensor_slices({"image": x, "target": np.tanh(x[:, :2])}).batch(4)
+
+
+class TwoPartTask:
+    """``a``: Dense(3) with batch norm; ``b``: Dense(2) on top; the loss sees the whole batch."""
+
+    def __init__(self):
+        inputs = keras.Input((4,))
+        hidden = keras.layers.BatchNormalization(name="a_bn")(keras.layers.Dense(3, name="a")(inputs))
+        self.model = keras.Model(inputs, keras.layers.Dense(2, name="b")(hidden))
+        rng = np.random.default_rng(0)
+        self.model.set_weights([rng.normal(size=w.shape).astype(np.float32) if "moving_variance" not in w.path
+                                else np.ones(w.shape, np.float32) for w in self.model.weights])
+        self.prepared = []
+        self.seen = []  # (stage, optimizer iterations, trainable names, weights) after each epoch
+
+    def part(self, name):
+        return [layer for layer in self.model.layers if layer.name.startswith(name)]
+
+    def freeze(self, *frozen):
+        def prepare(task):
+            task.prepared.append(frozen)
+            for layer in task.model.layers:
+                layer.trainable = not any(layer.name.startswith(f) for f in frozen)
+
+        return prepare
+
+    def forward(self, batch, training=False):
+        return self.model(batch["image"], training=training)
+
+    def losses(self, outputs, batch):
+        return {"loss": tf.reduce_mean(tf.square(outputs - batch["target"]))}
+
+    def stages(self, train_cfg):
+        return [
+            Stage("rpn", EPOCHS["rpn"], prepare=self.freeze("b"), learning_rate=RATES["rpn"],
+                  evaluate=self.snapshot("rpn", {"recall": 0.9}), select_best=False),
+            Stage("head", EPOCHS["head"], prepare=self.freeze("a"), learning_rate=RATES["head"],
+                  data=lambda epoch: data(epoch, offset=1.0), evaluate=self.snapshot("head", {"mAP50": 0.3})),
+            Stage("joint", EPOCHS["joint"], prepare=self.freeze(), learning_rate=RATES["joint"],
+                  evaluate=self.snapshot("joint", {"mAP50": 0.2})),
+        ]
+
+    def snapshot(self, name, metrics):
+        def evaluate(task):
+            task.seen.append((name, [v.path for v in task.model.trainable_variables],
+                              [w.numpy().copy() for w in task.model.weights]))
+            return {**metrics, "AP": 0.0}
+
+        return evaluate
+
+
+def trainer(run_dir, task=None):
+    cfg = TrainConfig(epochs=1, batch_size=4, optimizer="sgd", learning_rate=1.0, warmup_epochs=0,
+                      schedule="cosine", final_lr_factor=1.0, weight_decay=0.0, clip_norm=0.0, log_every=1)
+    return Trainer(task or TwoPartTask(), cfg, run_dir, data, STEPS, progress=False)
+
+
+def weights_by_path(model):
+    return {w.path: w.numpy().copy() for w in model.weights}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    run = trainer(tmp_path_factory.mktemp("stages"))
+    optimizers = []
+    original = run._enter_stage
+
+    def entering(index):
+        original(index)
+        optimizers.append((index, run.optimizer, int(run.optimizer.iterations.numpy()),
+                           float(run._learning_rate(0))))
+
+    run._enter_stage = entering
+    start = weights_by_path(run.task.model)
+    history = run.fit()
+    return run, history, start, optimizers
+
+
+def test_stage_boundaries_metrics_and_best(uninterrupted):
+    run, history, _, _ = uninterrupted
+    assert [e["stage"] for e in history["epochs"]] == ["rpn", "rpn", "head", "head", "joint", "joint"]
+    assert history["epochs"][0]["recall"] == 0.9 and "mAP50" not in history["epochs"][0]
+    # The RPN stage's metric never competes: the best is the head's first epoch (0.3 > 0.2).
+    assert history["best"] == {"epoch": 3, "mAP50": 0.3, "AP": 0.0}
+    assert run.store.epoch("best") == 3
+
+
+def test_frozen_variables_do_not_move_by_a_bit(uninterrupted):
+    run, _, start, _ = uninterrupted
+    paths = [w.path for w in run.task.model.weights]
+    snapshots = {(name, i): dict(zip(paths, weights)) for i, (name, _, weights) in enumerate(run.task.seen)}
+    after_rpn, after_head = snapshots[("rpn", 1)], snapshots[("head", 3)]
+    b_vars = [p for p in paths if p.startswith("b/")]
+    a_vars = [p for p in paths if p.startswith("a")]  # a's kernel, bias and batch-norm statistics
+    for p in b_vars:
+        np.testing.assert_array_equal(after_rpn[p], start[p])  # rpn froze b
+    for p in a_vars:
+        np.testing.assert_array_equal(after_head[p], after_rpn[p])  # head froze a, batch norm included
+    assert any(not np.array_equal(after_rpn[p], start[p]) for p in a_vars)
+    assert any(not np.array_equal(after_head[p], after_rpn[p]) for p in b_vars)
+    trained = {name: set(names) for name, names, _ in run.task.seen}
+    assert all(p.startswith("a") for p in trained["rpn"]) and all(p.startswith("b/") for p in trained["head"])
+    assert trained["joint"] == {v.path for v in run.task.model.trainable_variables}
+
+
+def test_a_fresh_optimizer_with_its_own_learning_rate_per_stage(uninterrupted):
+    run, _, _, optimizers = uninterrupted
+    assert [index for index, *_ in optimizers] == [1, 2]  # stage 0 entered in __init__
+    assert len({id(opt) for _, opt, _, _ in optimizers} | {id(run.optimizer)}) == 2
+    for index, _, iterations, rate in optimizers:
+        name = ["rpn", "head", "joint"][index]
+        assert iterations == 0 and rate == pytest.approx(RATES[name])
+    assert int(run.optimizer.iterations.numpy()) == EPOCHS["joint"] * STEPS
+    assert int(run.step.numpy()) == sum(EPOCHS.values()) * STEPS  # the global step goes on
+
+
+class Killed(BaseException):
+    pass
+
+
+# Epochs (0-based) killed at: inside rpn, at the rpn/head boundary, inside head, inside joint.
+@pytest.mark.parametrize("kill_epoch", [1, 2, 3, 5])
+def test_resume_after_a_kill_in_each_stage_reproduces_the_run(uninterrupted, tmp_path, kill_epoch):
+    run, history, _, _ = uninterrupted
+    first = trainer(tmp_path)
+    original = first._run_epoch
+
+    def run_epoch(epoch, stage):
+        if epoch == kill_epoch:
+            raise Killed()
+        return original(epoch, stage)
+
+    first._run_epoch = run_epoch
+    with pytest.raises(Killed):
+        first.fit()
+    task = TwoPartTask()
+    resumed = trainer(tmp_path, task)
+    landed = []
+    rebuild = resumed._rebuild_outputs
+
+    def on_restored(history):  # called right after the checkpoint is restored
+        landed.append((resumed.stage_index, {v.path for v in task.model.trainable_variables},
+                       int(resumed.optimizer.iterations.numpy()),
+                       float(resumed._learning_rate(resumed.optimizer.iterations))))
+        rebuild(history)
+
+    resumed._rebuild_outputs = on_restored
+    result = resumed.fit(resume=True)
+    stage, trainable, iterations, rate = landed[0]
+    name = ["rpn", "head", "joint"][stage]
+    assert stage == resumed._stage_index(kill_epoch)
+    assert trainable == {p for n, names, _ in run.task.seen if n == name for p in names}
+    # Inside a stage its optimizer goes on from the checkpoint; at a boundary it starts at 0.
+    assert iterations == (kill_epoch - resumed._stage_start(stage)) * STEPS
+    assert rate == pytest.approx(RATES[name])
+    assert [e["epoch"] for e in result["epochs"]] == [1, 2, 3, 4, 5, 6]
+    assert [e["stage"] for e in result["epochs"]] == [e["stage"] for e in history["epochs"]]
+    assert result["best"] == history["best"]
+    final, reference = weights_by_path(task.model), weights_by_path(run.task.model)
+    for path in reference:
+        np.testing.assert_allclose(final[path], reference[path], rtol=1e-6, atol=1e-7)
+
+
+def test_prepare_is_idempotent_and_decides_the_trainable_set(tmp_path):
+    task = TwoPartTask()
+    stage = task.stages(None)[1]
+    for _ in range(2):
+        stage.prepare(task)
+        assert {v.path for v in task.model.trainable_variables} == {"b/kernel", "b/bias"}
