@@ -116,7 +116,11 @@ def test_voc_layout_config_keeps_voc12_and_the_tool_agrees(tmp_path):
     # tools/eval.py --config prints and writes the same numbers.
     tool = Path(__file__).resolve().parents[1] / "tools" / "eval.py"
     out = tmp_path / "summary.json"
-    proc = subprocess.run([sys.executable, str(tool), "--config", str(config), "--weights", str(weights),
-                           "--json", str(out)], capture_output=True, text=True, timeout=300)
+    # The config points elsewhere; --set gives the tool the root the model was trained with.
+    config.write_text(config.read_text().replace(f"root: {root}", f"root: {tmp_path / 'moved'}"))
+    args = [sys.executable, str(tool), "--config", str(config), "--weights", str(weights), "--json", str(out)]
+    proc = subprocess.run(args + ["--set", f"data.root={root}"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(out.read_text())["mAP"] == pytest.approx(result.mAP, abs=1e-12)
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "moved" in proc.stderr

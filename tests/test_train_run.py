@@ -11,7 +11,9 @@ from detect.train.run import train_from_config
 @pytest.fixture(scope="module")
 def shapes_config(tmp_path_factory):
     root = tmp_path_factory.mktemp("run") / "shapes"
-    make_shapes(root, "voc", num_images=10, size=96, seed=1)
+    # 3 validation images in batches of 2: a partial last batch, so predictions are traced for
+    # two batch shapes (and more with shortest-side sizes).
+    make_shapes(root, "voc", num_images=15, size=96, seed=1)
     config = root.parent / "config.yaml"
     config.write_text(f"name: tiny\ndata:\n  format: voc\n  root: {root}\n  classes: [circle, square, triangle]\n"
                       f"  image_size: 96\n  max_boxes: 8\nmodel:\n  backbone: tiny\n  head_width: 8\n"

@@ -56,6 +56,9 @@ def parse_args(argv):
     parser.add_argument("--config", help="experiment config of a trained model (configs/*.yaml)")
     parser.add_argument("--weights", help="with --config: a run directory or a .weights.h5 file")
     parser.add_argument("--save-dets", metavar="FILE", help="with --config: write the detections (COCO results)")
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="with --config: the overrides the model was trained with, as tools/train.py "
+                             "takes them (e.g. data.image_size=320)")
     args = parser.parse_args(argv)
     if (args.config is None) != (args.weights is None):
         parser.error("--config and --weights go together")
@@ -72,7 +75,7 @@ def main(argv=None):
             from detect.train.predict import evaluate_split
 
             result = evaluate_split(args.config, args.weights, split=args.split, metric=args.metric,
-                                    save_dets=args.save_dets)
+                                    overrides=args.overrides, save_dets=args.save_dets)
         else:
             result = evaluate_files(args.gt, args.dets, metric=args.metric, split=args.split,
                                     class_names=class_names)

@@ -12,8 +12,9 @@ def make_predict_fn(task):
     ``image_hw`` [B, 2] int32: each image's valid extent in the padded batch,
     which a two-stage model needs to clip proposals.
     """
-    # Shortest-side batches vary in size: trace shape-generic rather than once per size.
-    @tf.function(reduce_retracing=True)
+    # One trace per input shape, on purpose: decoding and batched_nms need the
+    # static number of boxes, which a shape-relaxed trace (reduce_retracing) loses.
+    @tf.function
     def predict(images, image_hw):
         batch = {"image": images, "image_hw": image_hw}
         return task.postprocess(task.forward(batch, training=False), image_hw)
