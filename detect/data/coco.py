@@ -224,12 +224,12 @@ def validate_coco(data, src, collect=False, images=True):
 
     if not isinstance(data, dict):
         raise InputError(src, f"expected a JSON object with 'images', 'annotations' and "
-                              f"'categories', got {_type_name(data)}")
+                              f"'categories', got {json_type_name(data)}")
     for key in ("images", "annotations", "categories"):
         if key not in data:
             raise InputError(src, f"missing key {key!r}")
         if not isinstance(data[key], list):
-            raise InputError(src, f"{key!r} must be a list, got {_type_name(data[key])}")
+            raise InputError(src, f"{key!r} must be a list, got {json_type_name(data[key])}")
 
     image_ids = _ids(data["images"], "images", src, str_ok=True)
     try:
@@ -237,7 +237,7 @@ def validate_coco(data, src, collect=False, images=True):
     except TypeError:
         raise InputError(src, "images: ids mix numbers and strings; they cannot be sorted") from None
     for i, image in enumerate(data["images"] if images else ()):
-        where = f"images[{i}] (id {_short(image['id'])})"
+        where = f"images[{i}] (id {json_excerpt(image['id'])})"
         name = _get(image, "file_name", src, where)
         if not isinstance(name, str) or not name:
             raise InputError(src, f"{where}: file_name must be a non-empty string")
@@ -245,7 +245,7 @@ def validate_coco(data, src, collect=False, images=True):
             value = _get(image, key, src, where)
             valid = _is_number(value) and _finite(value) and value > 0
             if not valid or value != int(value):
-                image_problem(image["id"], f"{where}: {key} must be a positive integer, got {_short(value)}")
+                image_problem(image["id"], f"{where}: {key} must be a positive integer, got {json_excerpt(value)}")
 
     cat_ids = _ids(data["categories"], "categories", src, str_ok=False)
     names = {}
@@ -253,7 +253,7 @@ def validate_coco(data, src, collect=False, images=True):
         where = f"categories[{i}] (id {cat['id']})"
         name = _get(cat, "name", src, where)
         if not isinstance(name, str):
-            raise InputError(src, f"{where}: name must be a string, got {_short(name)}")
+            raise InputError(src, f"{where}: name must be a string, got {json_excerpt(name)}")
         if name in names:
             # Outputs are keyed by name, so two classes cannot share one.
             raise InputError(src, f"{where}: name {name!r} is also used by "
@@ -263,29 +263,29 @@ def validate_coco(data, src, collect=False, images=True):
     _ids(data["annotations"], "annotations", src, str_ok=True)
     image_set, cat_set = set(image_ids), set(cat_ids)
     for i, ann in enumerate(data["annotations"]):
-        where = f"annotations[{i}] (id {_short(ann['id'])})"
+        where = f"annotations[{i}] (id {json_excerpt(ann['id'])})"
         image_id = _get(ann, "image_id", src, where)
         if not _hashable(image_id) or image_id not in image_set:
-            raise InputError(src, f"{where}: image_id {_short(image_id)} is not in 'images'")
+            raise InputError(src, f"{where}: image_id {json_excerpt(image_id)} is not in 'images'")
         cat_id = _get(ann, "category_id", src, where)
         if not _hashable(cat_id) or cat_id not in cat_set:
-            raise InputError(src, f"{where}: category_id {_short(cat_id)} is not in 'categories'")
+            raise InputError(src, f"{where}: category_id {json_excerpt(cat_id)} is not in 'categories'")
         bbox = _get(ann, "bbox", src, where)
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(map(_is_number, bbox))):
-            image_problem(image_id, f"{where}: bbox must be a list of 4 numbers, got {_short(bbox)}")
+            image_problem(image_id, f"{where}: bbox must be a list of 4 numbers, got {json_excerpt(bbox)}")
         elif not all(map(_finite, bbox)):
             image_problem(image_id, f"{where}: bbox is not finite ({bbox})")
         if "area" in ann:
             area = ann["area"]
             if not _is_number(area):
-                image_problem(image_id, f"{where}: area must be a number, got {_short(area)}")
+                image_problem(image_id, f"{where}: area must be a number, got {json_excerpt(area)}")
             elif not _finite(area):
                 image_problem(image_id, f"{where}: area is not finite ({area})")
             elif area < 0:
                 image_problem(image_id, f"{where}: area is negative ({area:g})")
         crowd = ann.get("iscrowd", 0)
         if crowd not in (0, 1) or isinstance(crowd, bool):
-            raise InputError(src, f"{where}: iscrowd must be 0 or 1, got {_short(crowd)}")
+            raise InputError(src, f"{where}: iscrowd must be 0 or 1, got {json_excerpt(crowd)}")
     return broken
 
 
@@ -294,11 +294,11 @@ def _ids(entries, section, src, str_ok):
     seen = {}
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
-            raise InputError(src, f"{section}[{i}]: expected an object, got {_type_name(entry)}")
+            raise InputError(src, f"{section}[{i}]: expected an object, got {json_type_name(entry)}")
         value = _get(entry, "id", src, f"{section}[{i}]")
         if not (_is_int(value) or (str_ok and isinstance(value, str))):
             kind = "an integer or a string" if str_ok else "an integer"
-            raise InputError(src, f"{section}[{i}]: id must be {kind}, got {_short(value)}")
+            raise InputError(src, f"{section}[{i}]: id must be {kind}, got {json_excerpt(value)}")
         if value in seen:
             raise InputError(src, f"{section}[{i}]: duplicate id {value!r} "
                                   f"(also {section}[{seen[value]}])")
@@ -342,12 +342,13 @@ def _hashable(value):
     return isinstance(value, (int, float, str))
 
 
-def _type_name(value):
+def json_type_name(value):
+    """How a JSON value's type reads in a message ("an object", "a list", ...)."""
     return {dict: "an object", list: "a list", str: "a string", type(None): "null"}.get(
         type(value), type(value).__name__)
 
 
-def _short(value, limit=60):
+def json_excerpt(value, limit=60):
     """A JSON value as the file shows it, cut to ``limit`` characters."""
     text = json.dumps(value) if isinstance(value, (dict, list, str, type(None))) else repr(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detect.data.coco import validate_coco
+from detect.data.coco import json_excerpt, json_type_name, validate_coco
 from detect.data.voc import default_voc_classes, read_voc, voc_splits
 from detect.errors import InputError
 from detect.jsonfile import load_json
@@ -63,7 +63,7 @@ def load_coco_gt(source):
     order = sorted(range(len(cats)), key=lambda j: cats[j]["id"])
 
     def label(i):
-        return f"annotations[{i}] (id {_short(anns[i]['id'])})"
+        return f"annotations[{i}] (id {json_excerpt(anns[i]['id'])})"
 
     image_index = _lookup([a["image_id"] for a in anns], {k: i for i, k in enumerate(image_ids)},
                           src, label, "image_id", "is not in 'images'")
@@ -212,7 +212,7 @@ def load_voc_dets(source, gt):
 def _load_dets(source, gt, category_index, unknown_category):
     data, src = _read_json(source)
     if not isinstance(data, list):
-        raise InputError(src, f"expected a JSON list of detections, got {_type_name(data)}")
+        raise InputError(src, f"expected a JSON list of detections, got {json_type_name(data)}")
     if not data:
         return Detections.empty(src)
 
@@ -266,7 +266,7 @@ def _column(entries, key, src, label):
     except (KeyError, TypeError, IndexError):
         for i, entry in enumerate(entries):
             if not isinstance(entry, dict):
-                raise InputError(src, f"{label(i)}: expected an object, got {_type_name(entry)}") from None
+                raise InputError(src, f"{label(i)}: expected an object, got {json_type_name(entry)}") from None
             if key not in entry:
                 raise InputError(src, f"{label(i)}: missing key {key!r}") from None
         raise
@@ -293,7 +293,7 @@ def _numbers(values, width, src, label, name):
         if (width is not None and (not isinstance(value, list) or len(value) != width)) or \
                 not all(_is_number(v) for v in items):
             expected = "a number" if width is None else f"a list of {width} numbers"
-            raise InputError(src, f"{label(i)}: {name} must be {expected}, got {_short(value)}")
+            raise InputError(src, f"{label(i)}: {name} must be {expected}, got {json_excerpt(value)}")
     try:  # every entry is numeric: integers beyond int64 made the first attempt fail
         return np.array(values, np.float64)
     except OverflowError:
@@ -319,7 +319,7 @@ def _lookup(values, mapping, src, label, name, unknown):
     bad = np.flatnonzero(index < 0)
     if bad.size:
         i = bad[0]
-        raise InputError(src, f"{label(i)}: {name} {_short(values[i])} {unknown}")
+        raise InputError(src, f"{label(i)}: {name} {json_excerpt(values[i])} {unknown}")
     return index.astype(np.int32)
 
 
@@ -333,16 +333,6 @@ def _is_hashable(value):
     except TypeError:
         return False
     return True
-
-
-def _type_name(value):
-    return {dict: "an object", list: "a list", str: "a string", type(None): "null"}.get(
-        type(value), type(value).__name__)
-
-
-def _short(value, limit=60):
-    text = json.dumps(value) if isinstance(value, (dict, list, str, type(None))) else repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 __all__ = ["DEFAULT_VOC_SPLITS", "load_coco_dets", "load_coco_gt", "load_voc_dets", "load_voc_gt",
