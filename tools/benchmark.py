@@ -69,26 +69,39 @@ def detector_outputs(seed, batch=8, num_boxes=20000, num_classes=80, size=640.0)
     rng = np.random.default_rng(seed)
     boxes = np.empty((batch, num_boxes, 4), np.float32)
     scores = np.empty((batch, num_boxes, num_classes), np.float32)
-    rows = np.arange(num_boxes)
     for b in range(batch):
         n_obj = rng.poisson(7) + 1
         obj_wh = np.exp(rng.uniform(np.log(10), np.log(400), (n_obj, 2)))
         obj_ctr = rng.uniform(0, size, (n_obj, 2))
         obj_cls = rng.integers(0, num_classes, n_obj)
-        near = rng.random(num_boxes) < 0.03
-        owner = rng.integers(0, n_obj, num_boxes)
-        jitter = rng.normal(0, 0.15, (num_boxes, 4))
-        ctr = np.where(near[:, None], obj_ctr[owner] + jitter[:, :2] * obj_wh[owner],
-                       rng.uniform(0, size, (num_boxes, 2)))
-        wh = np.where(near[:, None], obj_wh[owner] * np.exp(jitter[:, 2:]),
-                      np.exp(rng.uniform(np.log(8), np.log(300), (num_boxes, 2))))
-        boxes[b] = np.concatenate([ctr - wh / 2, ctr + wh / 2], axis=1)
-        objectness = np.where(near, rng.beta(2, 2, num_boxes), rng.beta(0.5, 40, num_boxes))
-        logits = rng.normal(-6.9, 1.5, (num_boxes, num_classes))
-        own = logits[rows, obj_cls[owner]]
-        logits[rows, obj_cls[owner]] = np.where(near, rng.normal(2.0, 1.0, num_boxes), own)
-        scores[b] = objectness[:, None] / (1 + np.exp(-logits))
+        boxes[b], scores[b] = _scene(rng, num_boxes, num_classes, size, obj_ctr, obj_wh, obj_cls, share=0.03,
+                                     jitter=0.15, objectness=lambda owner: rng.beta(2, 2, num_boxes),
+                                     own_logit=(2.0, 1.0))
     return boxes, scores
+
+
+def _scene(rng, num_boxes, num_classes, size, obj_ctr, obj_wh, obj_cls, share, jitter, objectness, own_logit):
+    """One image's raw boxes [N, 4] and scores [N, C] around given objects.
+
+    A ``share`` of the boxes are duplicates of the objects (centre and size
+    jittered by ``jitter`` of the object's size) scored ``objectness(owner)``
+    with a class logit drawn from ``own_logit`` (mean, std) for the object's
+    class; the rest are background boxes with low objectness.
+    """
+    rows = np.arange(num_boxes)
+    near = rng.random(num_boxes) < share
+    owner = rng.integers(0, len(obj_ctr), num_boxes)
+    noise = rng.normal(0, jitter, (num_boxes, 4))
+    ctr = np.where(near[:, None], obj_ctr[owner] + noise[:, :2] * obj_wh[owner],
+                   rng.uniform(0, size, (num_boxes, 2)))
+    wh = np.where(near[:, None], obj_wh[owner] * np.exp(noise[:, 2:]),
+                  np.exp(rng.uniform(np.log(8), np.log(300), (num_boxes, 2))))
+    boxes = np.concatenate([ctr - wh / 2, ctr + wh / 2], axis=1)
+    obj = np.where(near, objectness(owner), rng.beta(0.5, 40, num_boxes))
+    logits = rng.normal(-6.9, 1.5, (num_boxes, num_classes))
+    own = logits[rows, obj_cls[owner]]
+    logits[rows, obj_cls[owner]] = np.where(near, rng.normal(*own_logit, num_boxes), own)
+    return boxes, obj[:, None] / (1 + np.exp(-logits))
 
 
 def crowd_outputs(seed, batch=8, num_boxes=20000, num_classes=80, size=640.0, objects=(300, 500)):
@@ -110,7 +123,6 @@ def crowd_outputs(seed, batch=8, num_boxes=20000, num_classes=80, size=640.0, ob
     rng = np.random.default_rng(seed)
     boxes = np.empty((batch, num_boxes, 4), np.float32)
     scores = np.empty((batch, num_boxes, num_classes), np.float32)
-    rows = np.arange(num_boxes)
     for b in range(batch):
         n_obj = int(rng.integers(objects[0], objects[1] + 1))
         obj_w = np.exp(rng.uniform(np.log(12), np.log(60), n_obj))
@@ -118,20 +130,9 @@ def crowd_outputs(seed, batch=8, num_boxes=20000, num_classes=80, size=640.0, ob
         obj_ctr = rng.uniform(0, size, (n_obj, 2))
         obj_cls = np.where(rng.random(n_obj) < 0.95, 0, rng.integers(0, num_classes, n_obj))
         visibility = rng.beta(2, 2, n_obj)
-        near = rng.random(num_boxes) < 0.6
-        owner = rng.integers(0, n_obj, num_boxes)
-        jitter = rng.normal(0, 0.06, (num_boxes, 4))
-        ctr = np.where(near[:, None], obj_ctr[owner] + jitter[:, :2] * obj_wh[owner],
-                       rng.uniform(0, size, (num_boxes, 2)))
-        wh = np.where(near[:, None], obj_wh[owner] * np.exp(jitter[:, 2:]),
-                      np.exp(rng.uniform(np.log(8), np.log(300), (num_boxes, 2))))
-        boxes[b] = np.concatenate([ctr - wh / 2, ctr + wh / 2], axis=1)
-        objectness = np.where(near, visibility[owner] * (1 - 0.2 * rng.random(num_boxes)),
-                              rng.beta(0.5, 40, num_boxes))
-        logits = rng.normal(-6.9, 1.5, (num_boxes, num_classes))
-        own = logits[rows, obj_cls[owner]]
-        logits[rows, obj_cls[owner]] = np.where(near, rng.normal(3.0, 0.5, num_boxes), own)
-        scores[b] = objectness[:, None] / (1 + np.exp(-logits))
+        boxes[b], scores[b] = _scene(
+            rng, num_boxes, num_classes, size, obj_ctr, obj_wh, obj_cls, share=0.6, jitter=0.06,
+            objectness=lambda owner: visibility[owner] * (1 - 0.2 * rng.random(num_boxes)), own_logit=(3.0, 0.5))
     return boxes, scores
 
 
