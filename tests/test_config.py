@@ -191,11 +191,58 @@ def numeric_keys(cls, prefix=""):
 
     keys = []
     for name, tp in typing.get_type_hints(cls).items():
+        members = typing.get_args(tp)
+        if typing.get_origin(tp) is typing.Union and members and all(map(dataclasses.is_dataclass, members)):
+            tp = members[0]  # the model section: its default type (the others have their own tables)
         if dataclasses.is_dataclass(tp):
             keys += numeric_keys(tp, f"{prefix}{name}.")
         elif numeric(tp):
             keys.append(prefix + name)
     return keys
+
+
+FASTER_RCNN_OUT_OF_RANGE = {
+    **{f"model.{name}": (0, f"model.{name} must be >= 1, got 0")
+       for name in ("rpn_width", "rpn_batch", "train_post_nms", "test_post_nms", "roi_batch", "pool_size",
+                    "fc_width", "max_detections")},
+    **{f"model.{name}": (-1, f"model.{name} must be >= 0, got -1")
+       for name in ("train_pre_nms", "test_pre_nms")},
+    **{f"model.{name}": (1.5, rf"model.{name} must be in \[0, 1\], got 1.5")
+       for name in ("rpn_positive_iou", "rpn_negative_iou", "rpn_nms_iou", "roi_fg_iou", "roi_bg_iou_hi",
+                    "roi_bg_iou_lo", "score_threshold", "iou_threshold")},
+    **{f"model.{name}": (0, rf"model.{name} must be in \(0, 1\], got 0.0")
+       for name in ("rpn_positive_fraction", "roi_fg_fraction")},
+    "model.anchor_scales": ([8, 0], r"model.anchor_scales\[1\] must be > 0, got 0.0"),
+    "model.anchor_ratios": ([-1], r"model.anchor_ratios\[0\] must be > 0, got -1.0"),
+    "model.rpn_allowed_border": (-1, "model.rpn_allowed_border must be >= 0, got -1.0"),
+    "model.rpn_min_size": (-1, "model.rpn_min_size must be >= 0, got -1.0"),
+    "model.box_stds": ([0.1, 0.1, 0.2, 0], r"model.box_stds\[3\] must be > 0, got 0.0"),
+    "model.fc_dropout": (1, r"model.fc_dropout must be in \[0, 1\), got 1.0"),
+    "model.stage_epochs": ([1, 1, 0, 1], r"model.stage_epochs\[2\] must be >= 1, got 0"),
+    "model.stage_learning_rates": ([0.1, 0, 0.1, 0.1], r"model.stage_learning_rates\[1\] must be > 0, got 0.0"),
+}
+
+
+def test_every_faster_rcnn_numeric_field_is_range_checked(empty_config):
+    from detect.faster_rcnn.config import FasterRcnnConfig
+    from detect.train.experiment import load_experiment
+
+    assert sorted(FASTER_RCNN_OUT_OF_RANGE) == sorted(numeric_keys(FasterRcnnConfig, "model."))
+    frcnn = ["model.type=faster_rcnn", "data.resize=shortest_side"]
+    assert load_experiment(empty_config, frcnn).model.type == "faster_rcnn"
+    for key, (value, message) in FASTER_RCNN_OUT_OF_RANGE.items():
+        with pytest.raises(InputError, match=f"^{re.escape(str(empty_config))}: {message}$"):
+            load_experiment(empty_config, frcnn + [f"{key}={value}"])
+    for override, message in [
+        ("model.rpn_negative_iou=0.8", r"model.rpn_negative_iou must be <= rpn_positive_iou \(0.7\), got 0.8"),
+        ("model.roi_bg_iou_lo=0.6", r"model.roi_bg_iou_lo must be <= roi_bg_iou_hi \(0.5\), got 0.6"),
+        ("model.stage_epochs=[1, 2]", r"model.stage_epochs needs one value per alternating step \(4\), got 2"),
+        ("model.feature_level=C5", r"model.feature_level 'vgg16' has levels C3, C4, got 'C5'"),
+        ("model.training=end2end", r"model.training must be one of 'alternating', 'joint', got 'end2end'"),
+        ("data.size_divisor=24", r"data.size_divisor 24 is not a multiple of 16, the stride of Faster R-CNN's"),
+    ]:
+        with pytest.raises(InputError, match=f"^{re.escape(str(empty_config))}: {message}"):
+            load_experiment(empty_config, frcnn + [override])
 
 
 @pytest.fixture()
@@ -331,8 +378,15 @@ def test_model_type_selects_a_registered_task(tmp_path, monkeypatch):
     config = load_experiment(path)
     assert isinstance(config.model, YoloConfig)
     assert isinstance(models.build_task(config.model, 3), YoloDetector)
-    with pytest.raises(InputError, match=r"model.type must be one of 'yolo', got 'faster_rcnn'"):
+    # A yolo key under another type is refused, naming that type's keys.
+    with pytest.raises(InputError, match=r"unknown key 'model.head_width'; valid keys of model: type, backbone, "):
         load_experiment(path, ["model.type=faster_rcnn"])
+    with pytest.raises(InputError, match=r"model.type: unknown type 'rcnn'; valid types: yolo, faster_rcnn$"):
+        load_experiment(path, ["model.type=rcnn"])
+    from detect.faster_rcnn.config import FasterRcnnConfig
+
+    path.write_text("model:\n  type: faster_rcnn\n  backbone: tiny\ndata:\n  resize: shortest_side\n")
+    assert isinstance(load_experiment(path).model, FasterRcnnConfig)
 
     class Fake:
         def __init__(self, num_classes, config, input_shape):
@@ -346,7 +400,7 @@ def test_model_type_selects_a_registered_task(tmp_path, monkeypatch):
     assert models.build_task(FakeConfig(), 5).args == (5, FakeConfig(), (None, None, 3))
     with pytest.raises(InputError, match="type 'fake' needs a FakeConfig, got SimpleNamespace"):
         models.build_task(SimpleNamespace(type="fake"), 5)
-    with pytest.raises(InputError, match="unknown model type 'rcnn'; registered: yolo, fake"):
+    with pytest.raises(InputError, match="unknown model type 'rcnn'; registered: yolo, faster_rcnn, fake"):
         models.build_task(SimpleNamespace(type="rcnn"), 5)
 
 

@@ -59,7 +59,7 @@ class TwoPartTask:
     def losses(self, outputs, batch):
         return {"loss": tf.reduce_mean(tf.square(outputs - batch["target"]))}
 
-    def stages(self, train_cfg):
+    def stages(self, train_cfg, validation_data=None):
         return [
             Stage("rpn", EPOCHS["rpn"], prepare=self.freeze("b"), learning_rate=RATES["rpn"],
                   evaluate=self.snapshot("rpn", {"recall": 0.9}), select_best=False),

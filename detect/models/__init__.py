@@ -15,16 +15,24 @@ the protocol of ``detect.train.engine``: ``model``, ``forward``, ``losses``,
 from typing import Union
 
 from detect.errors import InputError
+from detect.faster_rcnn.config import FasterRcnnConfig
+from detect.faster_rcnn.model import FasterRcnnDetector
 from detect.yolo.model import YoloConfig, YoloDetector
 
 # model.type -> (config class, task class)
 TASKS = {
     "yolo": (YoloConfig, YoloDetector),
+    "faster_rcnn": (FasterRcnnConfig, FasterRcnnDetector),
 }
 
 # The ``model:`` section's type: a tagged union once a second family registers
 # (Union of one class is that class).
 ModelConfig = Union[tuple(config for config, _ in TASKS.values())]
+
+
+def default_model_config():
+    """The ``model:`` section of a config that has none: YOLO's defaults (``type`` defaults to ``yolo``)."""
+    return YoloConfig()
 
 
 def build_task(model_config, num_classes, input_shape=(None, None, 3)):
@@ -52,4 +60,4 @@ def build_task(model_config, num_classes, input_shape=(None, None, 3)):
     return task_class(num_classes, model_config, input_shape=input_shape)
 
 
-__all__ = ["ModelConfig", "TASKS", "build_task"]
+__all__ = ["ModelConfig", "TASKS", "build_task", "default_model_config"]

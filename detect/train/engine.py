@@ -13,9 +13,14 @@ config):
 - ``task.postprocess(outputs, image_hw) -> dict``: the padded
   ``batched_nms`` dict; ``image_hw`` [B, 2] is each image's valid extent in
   the padded batch (for clipping proposals and boxes).
-- optionally ``task.stages(train_cfg) -> [Stage]``: a multi-stage schedule
-  (Faster R-CNN's 4-step alternation); the default is one stage of
-  ``train.epochs``.
+- optionally ``task.stages(train_cfg, validation_data) -> [Stage]``: a
+  multi-stage schedule (Faster R-CNN's 4-step alternation);
+  ``validation_data`` is the trainer's ``fn() -> dataset`` of validation
+  batches (or None), for stages that measure something other than mAP.
+  The default is one stage of ``train.epochs``.
+- optionally ``task.inference_key()``: a hashable naming the parts that
+  inference uses now (a stage may change them); compiled predict functions
+  are cached per key (``detect.train.evaluation.make_predict_fn``).
 
 Stages. Each stage has its own epochs, learning rate (peak, schedule,
 warm-up), optimizer, training data, trained variables and validation
@@ -185,10 +190,13 @@ class Trainer:
       progress: show a progress bar per epoch.
       epoch_report: optional ``fn() -> str or None`` printed after each
         training epoch (e.g. the input pipeline's skipped-image summary).
+      validation_data: optional ``fn() -> dataset`` of validation batches,
+        handed to ``task.stages``.
     """
 
     def __init__(self, task, train_cfg, run_dir, train_data, steps_per_epoch, evaluate=None, strategy=None,
-                 config_snapshot=None, images_per_batch=None, progress=True, epoch_report=None):
+                 config_snapshot=None, images_per_batch=None, progress=True, epoch_report=None,
+                 validation_data=None):
         self.task = task
         self.cfg = train_cfg
         self.strategy = strategy or tf.distribute.get_strategy()
@@ -201,7 +209,8 @@ class Trainer:
         self.images_per_batch = images_per_batch or train_cfg.batch_size
         self.progress = progress
         self.epoch_report = epoch_report
-        self.stages = list(task.stages(train_cfg)) if hasattr(task, "stages") else [Stage("train", train_cfg.epochs)]
+        self.stages = (list(task.stages(train_cfg, validation_data=validation_data)) if hasattr(task, "stages")
+                       else [Stage("train", train_cfg.epochs)])
         self.total_epochs = sum(stage.epochs for stage in self.stages)
         with self.strategy.scope():
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")

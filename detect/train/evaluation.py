@@ -7,19 +7,35 @@ from detect.eval.accumulator import DetectionAccumulator
 
 
 def make_predict_fn(task):
-    """Compiled ``(images, image_hw) -> batched_nms dict`` (traced once per input size).
+    """Compiled ``(images, image_hw, transform=None) -> batched_nms dict`` (traced once per input size).
 
     ``image_hw`` [B, 2] int32: each image's valid extent in the padded batch,
-    which a two-stage model needs to clip proposals.
+    which a two-stage model needs to clip proposals; ``transform`` [B, 4]
+    (optional): the resize transforms, whose scale sets the smallest
+    proposal. A task whose inference parts change between stages declares
+    ``inference_key()``; one compiled function is kept per key.
     """
     # One trace per input shape, on purpose: decoding and batched_nms need the
     # static number of boxes, which a shape-relaxed trace (reduce_retracing) loses.
-    @tf.function
-    def predict(images, image_hw):
-        batch = {"image": images, "image_hw": image_hw}
-        return task.postprocess(task.forward(batch, training=False), image_hw)
+    def compile_predict():
+        @tf.function
+        def predict(batch):
+            return task.postprocess(task.forward(batch, training=False), batch["image_hw"])
 
-    return predict
+        return predict
+
+    compiled = {}
+
+    def predict_fn(images, image_hw, transform=None):
+        key = task.inference_key() if hasattr(task, "inference_key") else None
+        if key not in compiled:
+            compiled[key] = compile_predict()
+        batch = {"image": images, "image_hw": image_hw}
+        if transform is not None:
+            batch["transform"] = transform
+        return compiled[key](batch)
+
+    return predict_fn
 
 
 def batch_image_hw(batch):
@@ -45,7 +61,7 @@ def predict_dataset(task, dataset, unmap_boxes, predict_fn=None):
     """
     predict_fn = predict_fn or make_predict_fn(task)
     for batch in dataset:
-        out = predict_fn(batch["image"], batch_image_hw(batch))
+        out = predict_fn(batch["image"], batch_image_hw(batch), batch.get("transform"))
         boxes = unmap_boxes(out["boxes"], batch["transform"]).numpy()
         sizes = batch["original_size"].numpy().astype(np.float32)  # [B, 2] (h, w)
         counts = out["num_detections"].numpy()

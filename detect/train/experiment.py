@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 from detect.config import FieldError, bounded, check_fields, load_config, one_of
 from detect.data.augment import AugmentConfig
 from detect.train.config import TrainConfig
-from detect.models import ModelConfig
+from detect.models import ModelConfig, default_model_config
 
 DATA_FORMATS = ("voc", "coco", "yolo", "tfrecord", "shapes")
 
@@ -129,20 +129,25 @@ class ExperimentConfig:
 
     name: str = "experiment"
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig = field(default_factory=default_model_config)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
         check_fields(self)
         stride = self.model.coarsest_stride()
-        sizes = [("data.image_size", self.data.image_size)]
         if self.data.resize == "shortest_side":  # batches are padded to multiples of it
-            sizes.append(("data.size_divisor", self.data.size_divisor))
+            sizes = [("data.size_divisor", self.data.size_divisor)]
+        else:
+            sizes = [("data.image_size", self.data.image_size)]
         sizes += [(f"data.multiscale_sizes[{i}]", size) for i, size in enumerate(self.data.multiscale_sizes)]
         for key, size in sizes:
             if size % stride:
-                raise FieldError(key, f"{size} is not a multiple of {stride}, the stride of YOLO{self.model.version}'s "
+                raise FieldError(key, f"{size} is not a multiple of {stride}, the stride of {_model_name(self.model)}'s "
                                       f"coarsest level on backbone {self.model.backbone!r}")
+
+
+def _model_name(model):
+    return f"YOLO{model.version}" if model.type == "yolo" else {"faster_rcnn": "Faster R-CNN"}.get(model.type, model.type)
 
 
 def load_experiment(path, overrides=()):

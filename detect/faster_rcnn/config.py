@@ -1,0 +1,152 @@
+"""The ``model:`` section of a Faster R-CNN experiment (``model.type: faster_rcnn``).
+
+Defaults are the original py-faster-rcnn release's (``lib/fast_rcnn/config.py``
+and the VGG16 ``alt_opt`` prototxts); a config states only what it changes.
+"""
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from detect.backbones import BACKBONES, backbone_levels
+from detect.config import FieldError, bounded, check_fields, one_of
+
+TRAINING_SCHEDULES = ("alternating", "joint")
+ROI_OPS = ("roi_pool", "roi_align")
+LOSS_NORMALIZATIONS = ("code", "paper")  # detect.faster_rcnn.loss.LOSS_NORMALIZATIONS
+# The paper's 4-step schedule ran 80k, 40k, 80k, 40k iterations (VGG16, VOC).
+ALTERNATING_RATIO = (2, 1, 2, 1)
+# Layers frozen in pretrained backbones, as the original froze conv1-conv2 of VGG16.
+PRETRAINED_FROZEN = {"vgg16": "block2_pool", "resnet50": "conv2_block3_out"}
+
+
+@dataclass(frozen=True)
+class FasterRcnnConfig:
+    """What a Faster R-CNN detector is made of and how it is trained.
+
+    Attributes:
+      type: "faster_rcnn", the ``model.type`` tag.
+      backbone: a name from ``detect.backbones``.
+      backbone_weights: None (from scratch), "imagenet" or a weights file.
+      feature_level: the backbone level the RPN and the RoI head read
+        ("C4": conv5_3 of VGG16, C4 of ResNet50, stride 16 on every shipped
+        backbone).
+      freeze_until: last backbone layer frozen; "auto" = conv1-conv2 of
+        VGG16 (``block2_pool``) or ResNet50's C2 when ``backbone_weights`` is
+        given, nothing otherwise; "" = nothing.
+      anchor_scales, anchor_ratios: ``generate_anchors`` scales (x the
+        level's stride) and height/width ratios, each > 0; 3 x 3 = 9 anchors
+        per cell by default.
+      rpn_width: channels of the RPN's 3x3 convolution (512 for VGG16), >= 1.
+      rpn_batch: anchors sampled per image, >= 1; rpn_positive_fraction:
+        largest positive share, in (0, 1].
+      rpn_positive_iou, rpn_negative_iou: anchor labelling thresholds
+        (0.7 / 0.3), in [0, 1], negative <= positive.
+      rpn_allowed_border: pixels an anchor may cross the image border and
+        still be trained, >= 0.
+      rpn_nms_iou: proposal NMS threshold, in [0, 1].
+      train_pre_nms, train_post_nms: proposals kept before and after NMS in
+        training (12000 / 2000); test_pre_nms, test_post_nms: at inference
+        (6000 / 300). A pre-NMS value of 0 keeps every box; post >= 1.
+      rpn_min_size: proposals narrower or shorter than this many pixels of
+        the original image (x the image's resize scale) are dropped, >= 0.
+      roi_batch: RoIs sampled per image, >= 1; roi_fg_fraction: largest
+        foreground share, in (0, 1].
+      roi_fg_iou: foreground from this IoU; roi_bg_iou_hi, roi_bg_iou_lo:
+        background in [lo, hi); all in [0, 1].
+      box_stds: detector box-target normalisation (0.1, 0.1, 0.2, 0.2), > 0.
+      roi_op: "roi_pool" (Fast R-CNN max pooling) or "roi_align".
+      pool_size: RoI bins per side, >= 1 (7).
+      fc_width: width of fc6 and fc7, >= 1 (4096 for VGG16; smaller for small
+        backbones); fc_dropout: dropout after each, in [0, 1).
+      training: "alternating" (the paper's 4 steps as engine stages) or
+        "joint" (approximate joint training). ``train.schedule`` already names
+        the learning-rate decay, hence the different key.
+      stage_epochs: epochs of the 4 alternating steps, each >= 1; empty =
+        ``train.epochs`` split 2:1:2:1 like the paper's 80k/40k/80k/40k
+        iterations.
+      stage_learning_rates: peak learning rate of each step, > 0; empty =
+        ``train.learning_rate`` for every step (as the original).
+      loss_normalization: "code" (py-faster-rcnn's code) or "paper" (the
+        paper's N_cls / N_reg with lambda 10).
+      score_threshold: detections at or below it are dropped, in [0, 1]
+        (0.001 for mAP evaluation, the default; applications use 0.05).
+      iou_threshold: per-class NMS of detections, in [0, 1] (0.3).
+      max_detections: per image, >= 1.
+    """
+
+    type: str = one_of("faster_rcnn", ("faster_rcnn",))
+    backbone: str = one_of("vgg16", BACKBONES)
+    backbone_weights: Optional[str] = None
+    feature_level: str = "C4"
+    freeze_until: str = "auto"
+    anchor_scales: Tuple[float, ...] = bounded((8.0, 16.0, 32.0), gt=0)
+    anchor_ratios: Tuple[float, ...] = bounded((0.5, 1.0, 2.0), gt=0)
+    rpn_width: int = bounded(512, ge=1)
+    rpn_batch: int = bounded(256, ge=1)
+    rpn_positive_fraction: float = bounded(0.5, gt=0, le=1)
+    rpn_positive_iou: float = bounded(0.7, ge=0, le=1)
+    rpn_negative_iou: float = bounded(0.3, ge=0, le=1)
+    rpn_allowed_border: float = bounded(0.0, ge=0)
+    rpn_nms_iou: float = bounded(0.7, ge=0, le=1)
+    train_pre_nms: int = bounded(12000, ge=0)
+    train_post_nms: int = bounded(2000, ge=1)
+    test_pre_nms: int = bounded(6000, ge=0)
+    test_post_nms: int = bounded(300, ge=1)
+    rpn_min_size: float = bounded(16.0, ge=0)
+    roi_batch: int = bounded(128, ge=1)
+    roi_fg_fraction: float = bounded(0.25, gt=0, le=1)
+    roi_fg_iou: float = bounded(0.5, ge=0, le=1)
+    roi_bg_iou_hi: float = bounded(0.5, ge=0, le=1)
+    roi_bg_iou_lo: float = bounded(0.1, ge=0, le=1)
+    box_stds: Tuple[float, float, float, float] = bounded((0.1, 0.1, 0.2, 0.2), gt=0)
+    roi_op: str = one_of("roi_pool", ROI_OPS)
+    pool_size: int = bounded(7, ge=1)
+    fc_width: int = bounded(4096, ge=1)
+    fc_dropout: float = bounded(0.5, ge=0, lt=1)
+    training: str = one_of("alternating", TRAINING_SCHEDULES)
+    stage_epochs: Tuple[int, ...] = bounded((), ge=1)
+    stage_learning_rates: Tuple[float, ...] = bounded((), gt=0)
+    loss_normalization: str = one_of("code", LOSS_NORMALIZATIONS)
+    score_threshold: float = bounded(0.001, ge=0, le=1)
+    iou_threshold: float = bounded(0.3, ge=0, le=1)
+    max_detections: int = bounded(100, ge=1)
+
+    def __post_init__(self):
+        check_fields(self)
+        levels = [level.name for level in backbone_levels(self.backbone)]
+        if self.feature_level not in levels:
+            raise FieldError("feature_level", f"{self.backbone!r} has levels {', '.join(levels)}, "
+                                              f"got {self.feature_level!r}")
+        if self.rpn_negative_iou > self.rpn_positive_iou:
+            raise FieldError("rpn_negative_iou", f"must be <= rpn_positive_iou ({self.rpn_positive_iou}), "
+                                                 f"got {self.rpn_negative_iou}")
+        if self.roi_bg_iou_lo > self.roi_bg_iou_hi:
+            raise FieldError("roi_bg_iou_lo", f"must be <= roi_bg_iou_hi ({self.roi_bg_iou_hi}), "
+                                              f"got {self.roi_bg_iou_lo}")
+        for key in ("stage_epochs", "stage_learning_rates"):
+            value = getattr(self, key)
+            if value and len(value) != len(ALTERNATING_RATIO):
+                raise FieldError(key, f"needs one value per alternating step ({len(ALTERNATING_RATIO)}), "
+                                      f"got {len(value)}")
+
+    def stride(self):
+        """Input pixels per cell of the level the detector reads."""
+        return {level.name: level.stride for level in backbone_levels(self.backbone)}[self.feature_level]
+
+    def coarsest_stride(self):
+        """The one level's stride: input sides are padded to multiples of it."""
+        return self.stride()
+
+    def frozen_layer(self):
+        """The last backbone layer to freeze, or None (see ``freeze_until``)."""
+        if self.freeze_until == "auto":
+            return PRETRAINED_FROZEN.get(self.backbone) if self.backbone_weights else None
+        return self.freeze_until or None
+
+    def alternating_epochs(self, total_epochs):
+        """Epochs of the 4 steps: ``stage_epochs``, else ``total_epochs`` split 2:1:2:1 (each >= 1)."""
+        if self.stage_epochs:
+            return tuple(int(e) for e in self.stage_epochs)
+        weight = sum(ALTERNATING_RATIO)
+        epochs = [max(1, round(total_epochs * r / weight)) for r in ALTERNATING_RATIO]
+        return tuple(epochs)

@@ -1,0 +1,115 @@
+"""Faster R-CNN's training schedules as engine stages (``model.training``).
+
+``alternating``, the paper's 4-step training (section 3.2), one stage each:
+
+1. ``rpn``: the RPN and the shared backbone (pretrained blocks frozen as in
+   the original) learn proposals.
+2. ``detector``: Fast R-CNN learns on the step-1 RPN's proposals with its
+   own, separately initialised backbone (``detector_backbone``); the step-1
+   RPN and backbone are frozen.
+3. ``rpn_shared``: the shared backbone becomes a copy of the step-2
+   detector's and is frozen; only the RPN's own layers train.
+4. ``detector_shared``: backbone and RPN frozen; only the detector's own
+   layers (fc6, fc7, classifier, box regressor) train, on the step-3 RPN's
+   proposals and the shared features.
+
+The result is one model whose RPN and detector share one backbone (the
+``detector_backbone`` left over from step 2 equals it to the bit). Every
+``prepare`` is idempotent, so ``--resume`` inside any step redoes it
+safely: step 3's copy reads a backbone that nothing trains after step 2.
+
+RPN steps report proposal recall on the validation split (IoU 0.5 and 0.7,
+``test_post_nms`` proposals) instead of mAP; detector steps report mAP.
+Only the last step, whose model is the final one, competes for the best
+checkpoint.
+
+``joint``: one stage, the RPN and detector losses summed, every layer
+trained, proposals as constants.
+"""
+
+from detect.faster_rcnn.model import DETECTOR, JOINT, OWN_DETECTOR, RPN, _freeze_pretrained
+from detect.train.engine import Stage
+
+STEP_NAMES = ("rpn", "detector", "rpn_shared", "detector_shared")
+
+
+def _set_trainable(task, backbone=False, rpn=False, head=False, detector_backbone=False):
+    """Freezes or unfreezes each part; a trained backbone keeps its pretrained first blocks frozen."""
+    for model, train in ((task.backbone, backbone), (task.detector_backbone, detector_backbone)):
+        if model is None:
+            continue
+        if train:
+            _freeze_pretrained(model, task.config)
+        else:
+            model.trainable = False
+    task.rpn.trainable = rpn
+    task.head.trainable = head
+
+
+def share_detector_backbone(task):
+    """Copies the step-2 detector's backbone (weights and normalisation statistics) into the shared one."""
+    for shared, own in zip(task.backbone.weights, task.detector_backbone.weights, strict=True):
+        shared.assign(own)
+
+
+def prepare_rpn(task):
+    task.mode = RPN
+    _set_trainable(task, backbone=True, rpn=True)
+
+
+def prepare_detector(task):
+    task.mode = OWN_DETECTOR
+    _set_trainable(task, head=True, detector_backbone=True)
+
+
+def prepare_rpn_shared(task):
+    share_detector_backbone(task)
+    task.mode = RPN
+    _set_trainable(task, rpn=True)
+
+
+def prepare_detector_shared(task):
+    task.mode = DETECTOR
+    _set_trainable(task, head=True)
+
+
+def prepare_joint(task):
+    task.mode = JOINT
+    _set_trainable(task, backbone=True, rpn=True, head=True)
+
+
+def _variables(*parts):
+    def trainable(task):
+        return [v for part in parts for v in getattr(task, part).trainable_variables]
+    return trainable
+
+
+def training_stages(task, train_cfg, validation_data=None):
+    """The engine ``Stage`` list of ``task.config.training``.
+
+    Args:
+      task: a ``FasterRcnnDetector``.
+      train_cfg: the ``train`` section (epochs, learning rate).
+      validation_data: ``fn() -> dataset`` of validation batches for the RPN
+        steps' proposal recall; None skips their validation.
+    """
+    cfg = task.config
+    if cfg.training == "joint":
+        return [Stage("joint", train_cfg.epochs, prepare=prepare_joint, trainable=_variables("backbone", "rpn", "head"))]
+    epochs = cfg.alternating_epochs(train_cfg.epochs)
+    rates = tuple(cfg.stage_learning_rates) or (None,) * len(STEP_NAMES)
+
+    def recall(task):
+        return task.proposal_recall(validation_data())
+
+    rpn_eval = dict(evaluate=recall, validate=validation_data is not None, select_best=False)
+    return [
+        Stage(STEP_NAMES[0], epochs[0], prepare=prepare_rpn, trainable=_variables("backbone", "rpn"),
+              learning_rate=rates[0], **rpn_eval),
+        Stage(STEP_NAMES[1], epochs[1], prepare=prepare_detector, trainable=_variables("detector_backbone", "head"),
+              learning_rate=rates[1], select_best=False),
+        Stage(STEP_NAMES[2], epochs[2], prepare=prepare_rpn_shared, trainable=_variables("rpn"),
+              learning_rate=rates[2], **rpn_eval),
+        Stage(STEP_NAMES[3], epochs[3], prepare=prepare_detector_shared, trainable=_variables("head"),
+              learning_rate=rates[3], select_best=True),
+    ]
