@@ -219,7 +219,8 @@ def test_paper_configs_build_and_train_one_step(name, tmp_path):
     from detect.train.experiment import load_experiment
     from detect.models import build_task
 
-    config = load_experiment(ROOT / "configs" / f"{name}.yaml", [f"data.root={tmp_path}", "model.backbone_weights=null"])
+    config = load_experiment(ROOT / "configs" / f"{name}.yaml",
+                             [f"data.root={tmp_path}", "model.backbone_weights=null"])
     assert config.model.type == "faster_rcnn" and config.model.backbone == "vgg16"
     task = build_task(config.model, 20 if name.endswith("voc") else 80)
     stages.prepare_rpn(task)
@@ -228,3 +229,24 @@ def test_paper_configs_build_and_train_one_step(name, tmp_path):
         losses = task.losses(task.forward(batch, training=True), batch)
     grads = tape.gradient(losses["loss"], task.model.trainable_variables)
     assert np.isfinite(float(losses["loss"])) and any(g is not None for g in grads)
+
+
+def test_pretrained_first_blocks_stay_frozen_in_the_steps_that_train_a_backbone():
+    # "auto" freezes conv1-conv2 of VGG16 (as the original) only when the backbone is pretrained.
+    assert FasterRcnnConfig(backbone="vgg16", backbone_weights="imagenet").frozen_layer() == "block2_pool"
+    assert FasterRcnnConfig(backbone="vgg16").frozen_layer() is None
+    task = FasterRcnnDetector(3, FasterRcnnConfig(backbone="tiny", freeze_until="tiny_s2_conv_leaky",
+                                                  anchor_scales=(1, 2, 4), **SMALL))
+
+    def frozen(model):
+        return [layer.name for layer in model.layers if layer.weights and not layer.trainable]
+
+    expected = ["tiny_s1_down_conv", "tiny_s1_down_bn", "tiny_s2_down_conv", "tiny_s2_down_bn", "tiny_s2_conv_conv",
+                "tiny_s2_conv_bn"]
+    stages.prepare_rpn(task)
+    assert frozen(task.backbone) == expected
+    stages.prepare_detector(task)
+    assert frozen(task.detector_backbone) == expected
+    assert not task.backbone.trainable_variables and not task.rpn.trainable_variables
+    stages.prepare_rpn_shared(task)
+    assert not task.backbone.trainable_variables and task.rpn.trainable_variables

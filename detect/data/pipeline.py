@@ -291,6 +291,14 @@ _CALLS = _PythonCalls()
 atexit.register(_CALLS.drain)
 
 
+def batch_image_hw(batch):
+    """The batch's ``image_hw`` [B, 2] int32, or the full image size for batches without one."""
+    if "image_hw" in batch:
+        return batch["image_hw"]
+    shape = tf.shape(batch["image"])
+    return tf.tile(shape[1:3][None], [shape[0], 1])
+
+
 def build_dataset(source, *, training, batch_size, image_size=416, max_boxes=100, augment=None,
                   multiscale_sizes=None, multiscale_every=10, resize="letterbox", min_side=600,
                   max_side=1000, size_divisor=32, min_sides=(), shuffle_buffer=1024, seed=0,

@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from detect.backbones import backbone_levels, build_backbone, freeze_backbone
+from detect.data.pipeline import batch_image_hw
 from detect.faster_rcnn.config import FasterRcnnConfig
 from detect.faster_rcnn.loss import detector_loss, rpn_loss
 from detect.faster_rcnn.proposals import generate_proposals
@@ -111,13 +112,6 @@ def _detector_head(pool_size, channels, num_classes, width, dropout):
     logits = keras.layers.Dense(num_classes + 1, kernel_initializer=_CLS_INIT, name="cls_score")(x)
     deltas = keras.layers.Dense(4 * num_classes, kernel_initializer=_BOX_INIT, name="bbox_pred")(x)
     return keras.Model(pooled, [logits, deltas], name="detector_head")
-
-
-def _image_hw(batch):
-    if "image_hw" in batch:
-        return tf.cast(batch["image_hw"], tf.int32)
-    shape = tf.shape(batch["image"])
-    return tf.tile(shape[1:3][None], [shape[0], 1])
 
 
 def _image_scale(batch):
@@ -212,7 +206,7 @@ class FasterRcnnDetector:
         objectness, deltas = self._rpn_outputs(features, training=False)
         pre, post = (cfg.train_pre_nms, cfg.train_post_nms) if training else (cfg.test_pre_nms, cfg.test_post_nms)
         return generate_proposals(tf.stop_gradient(objectness), tf.stop_gradient(deltas), self.anchors(features),
-                                  _image_hw(batch), pre_nms_top_n=pre, post_nms_top_n=post,
+                                  batch_image_hw(batch), pre_nms_top_n=pre, post_nms_top_n=post,
                                   nms_iou=cfg.rpn_nms_iou, min_size=cfg.rpn_min_size * _image_scale(batch))
 
     def forward(self, batch, training=False):
@@ -269,9 +263,10 @@ class FasterRcnnDetector:
         parts = {}
         if "rpn_objectness" in outputs:
             gt_boxes, _, gt_valid = _ground_truth(batch)
-            targets = rpn_targets(outputs["anchors"], gt_boxes, gt_valid, _image_hw(batch), num_samples=cfg.rpn_batch,
-                                  positive_fraction=cfg.rpn_positive_fraction, positive_iou=cfg.rpn_positive_iou,
-                                  negative_iou=cfg.rpn_negative_iou, allowed_border=cfg.rpn_allowed_border,
+            targets = rpn_targets(outputs["anchors"], gt_boxes, gt_valid, batch_image_hw(batch),
+                                  num_samples=cfg.rpn_batch, positive_fraction=cfg.rpn_positive_fraction,
+                                  positive_iou=cfg.rpn_positive_iou, negative_iou=cfg.rpn_negative_iou,
+                                  allowed_border=cfg.rpn_allowed_border,
                                   seed=_random_seed())
             num_locations = tf.shape(outputs["anchors"])[0] // len(self.base_anchors)
             parts["loss_rpn_cls"], parts["loss_rpn_box"] = rpn_loss(

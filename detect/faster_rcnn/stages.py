@@ -95,7 +95,8 @@ def training_stages(task, train_cfg, validation_data=None):
     """
     cfg = task.config
     if cfg.training == "joint":
-        return [Stage("joint", train_cfg.epochs, prepare=prepare_joint, trainable=_variables("backbone", "rpn", "head"))]
+        return [Stage("joint", train_cfg.epochs, prepare=prepare_joint,
+                      trainable=_variables("backbone", "rpn", "head"))]
     epochs = cfg.alternating_epochs(train_cfg.epochs)
     rates = tuple(cfg.stage_learning_rates) or (None,) * len(STEP_NAMES)
 

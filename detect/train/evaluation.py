@@ -3,6 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
+from detect.data.pipeline import batch_image_hw
 from detect.eval.accumulator import DetectionAccumulator
 
 
@@ -36,14 +37,6 @@ def make_predict_fn(task):
         return compiled[key](batch)
 
     return predict_fn
-
-
-def batch_image_hw(batch):
-    """The batch's ``image_hw`` [B, 2] int32, or the full image size for batches without one."""
-    if "image_hw" in batch:
-        return batch["image_hw"]
-    shape = tf.shape(batch["image"])
-    return tf.tile(shape[1:3][None], [shape[0], 1])
 
 
 def predict_dataset(task, dataset, unmap_boxes, predict_fn=None):
