@@ -3,7 +3,7 @@
 
     python tools/benchmark.py ops [--repeats 7]
     python tools/benchmark.py eval [--images 5000]
-    python tools/benchmark.py train --config configs/yolo_shapes.yaml [--steps 20] [--set ...]
+    python tools/benchmark.py train --config configs/yolo_shapes.yaml [--steps 20] [--rounds 5] [--stage NAME] [--set ...]
     python tools/benchmark.py data [--repeats 5]
 
 Each line prints the median wall time of ours and of the reference, the
@@ -734,24 +734,27 @@ def bench_data(rounds):
     return 0
 
 
-def bench_train(config_path, steps, overrides=(), rounds=5):
+def bench_train(config_path, steps, overrides=(), rounds=5, stage=None):
     """A config's training step: the engine against a bare Keras step, then the input pipeline.
 
     Engine overhead: ``Trainer``'s epoch loop (its step, loss read-back, NaN
     check, logs) over ``steps`` cached batches, against a bare
-    ``tf.function`` step over the same model, loss and optimizer settings on
-    the same batches, with no engine around it; rounds alternate, and the
-    medians (and the best rounds, the least disturbed on a shared machine,
-    as timeit uses) are compared (goal: <= 10%). Then the step fed by the
-    config's own pipeline, and the pipeline alone.
+    ``tf.function`` step over the same task forward pass, loss, optimizer
+    settings and trained variables on the same batches, with no engine
+    around it; rounds alternate, and the medians (and the best rounds, the
+    least disturbed on a shared machine, as timeit uses) are compared (goal:
+    <= 10%). Then the step fed by the config's own pipeline, and the
+    pipeline alone. Any registered model type; a multi-stage schedule
+    (Faster R-CNN's alternating steps) is timed in ``stage`` (a stage name;
+    default the first).
     """
     import tensorflow as tf
 
-    from detect.data.pipeline import build_dataset
+    from detect.errors import InputError
     from detect.train.data import class_names_of, load_records, prepare_data
     from detect.train.engine import Trainer, build_optimizer
     from detect.train.experiment import load_experiment
-    from detect.train.run import build_task
+    from detect.train.run import build_task, make_datasets
 
     config = load_experiment(config_path, overrides)
     prepare_data(config.data)
@@ -759,11 +762,14 @@ def bench_train(config_path, steps, overrides=(), rounds=5):
     records = load_records(config.data, config.data.train_split, names)
     task = build_task(config, len(names))
     batch_size = config.train.batch_size
-    dataset = build_dataset(records, training=True, batch_size=batch_size, image_size=config.data.image_size,
-                            max_boxes=config.data.max_boxes, augment=config.data.augment, seed=0).repeat()
-    print(f"{config.name}: {config.model.version} {config.model.backbone} at {config.data.image_size}, "
-          f"batch {batch_size}, {task.model.count_params() / 1e6:.2f} M parameters; {steps} steps per round, "
-          f"{rounds} rounds", flush=True)
+    train_data, _, _ = make_datasets(config, records, records, strategy=None)
+    dataset = train_data(0).repeat()
+    model = config.model
+    kind = f"YOLO{model.version}" if model.type == "yolo" else model.type
+    size = (f"{config.data.image_size} px" if config.data.resize == "letterbox"
+            else f"shortest side {config.data.min_side}, longest <= {config.data.max_side}")
+    print(f"{config.name}: {kind} {model.backbone} at {size}, batch {batch_size}, "
+          f"{task.model.count_params() / 1e6:.2f} M parameters; {steps} steps per round, {rounds} rounds", flush=True)
     iterator = iter(dataset)
     cached = [next(iterator) for _ in range(steps)]
     batches = tf.data.Dataset.from_tensors(cached[0])
@@ -771,14 +777,22 @@ def bench_train(config_path, steps, overrides=(), rounds=5):
         batches = batches.concatenate(tf.data.Dataset.from_tensors(batch))
     trainer = Trainer(task, config.train, tempfile.mkdtemp(prefix="detect-bench-train-"), lambda epoch: batches,
                       steps, progress=False)
-    bare_optimizer = build_optimizer(config.train, steps, 1)
-    variables = task.model.trainable_variables
+    stage_names = [s.name for s in trainer.stages]
+    if stage is not None:
+        if stage not in stage_names:
+            raise InputError("benchmark.py", f"--stage {stage!r}: the schedule's stages are {', '.join(stage_names)}")
+        trainer._enter_stage(stage_names.index(stage))
+    timed = trainer.stages[trainer.stage_index]
+    if len(stage_names) > 1:
+        print(f"stage {timed.name!r} of {', '.join(stage_names)}", flush=True)
+    bare_optimizer = build_optimizer(timed.train_config(config.train), steps, 1)
+    variables = trainer.variables
     bare_optimizer.build(variables)
 
     @tf.function(reduce_retracing=True)
     def bare_step(batch):
         with tf.GradientTape() as tape:
-            loss = task.losses(task.model(batch["image"], training=True), batch)["loss"]
+            loss = task.losses(task.forward(batch, training=True), batch)["loss"]
         bare_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
 
@@ -788,7 +802,7 @@ def bench_train(config_path, steps, overrides=(), rounds=5):
         float(loss)
 
     def engine_round():
-        trainer._run_epoch(0, trainer.stages[0])
+        trainer._run_epoch(0, timed)
 
     rounds_of = {"engine": engine_round, "bare": bare_round}
     cold, timings = {}, {name: [] for name in rounds_of}
@@ -843,9 +857,11 @@ def main(argv=None):
     parser.add_argument("--images", type=int, default=5000, help="eval: number of synthetic COCO images")
     parser.add_argument("--config", help="train: experiment config to time")
     parser.add_argument("--steps", type=int, default=20, help="train: timed steps")
+    parser.add_argument("--rounds", type=int, default=5, help="train: timed rounds (engine and bare alternate)")
+    parser.add_argument("--stage", help="train: the stage of a multi-stage schedule to time (default the first)")
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="train: config overrides")
     args = parser.parse_args(argv)
-    for option in ("repeats", "images", "steps"):
+    for option in ("repeats", "images", "steps", "rounds"):
         if getattr(args, option) < 1:
             raise InputError("benchmark.py", f"--{option} must be at least 1, got {getattr(args, option)}")
     if args.suite == "ops":
@@ -857,7 +873,7 @@ def main(argv=None):
     elif args.suite == "train":
         if not args.config:
             parser.error("train needs --config")
-        return bench_train(args.config, args.steps, args.overrides)
+        return bench_train(args.config, args.steps, args.overrides, args.rounds, args.stage)
     else:
         print(f"benchmark.py: the '{args.suite}' suite is not implemented yet", file=sys.stderr)
         return 2
