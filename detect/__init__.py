@@ -6,4 +6,13 @@ TensorFlow is imported by the submodules that need it (``detect.ops``, ...).
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["Detections", "Detector", "__version__"]
+
+
+def __getattr__(name):
+    # ``from detect import Detector`` without importing TensorFlow at ``import detect``.
+    if name in ("Detector", "Detections"):
+        from detect import inference
+
+        return getattr(inference, name)
+    raise AttributeError(f"module 'detect' has no attribute {name!r}")

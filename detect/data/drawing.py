@@ -17,7 +17,7 @@ PALETTE = (
 )
 
 
-def draw_boxes(image, boxes, classes, class_names, ignore=None):
+def draw_boxes(image, boxes, classes, class_names, ignore=None, scores=None):
     """Draws boxes and their class names on a copy of an image.
 
     Args:
@@ -27,6 +27,7 @@ def draw_boxes(image, boxes, classes, class_names, ignore=None):
       classes: [N] int class ids indexing ``class_names``.
       class_names: sequence of str.
       ignore: [N] bool or None; ignored boxes get a "(ignore)" label.
+      scores: [N] or None; detections get their score after the name.
 
     Returns:
       [H, W, 3] uint8 BGR, the image with the boxes drawn.
@@ -39,12 +40,13 @@ def draw_boxes(image, boxes, classes, class_names, ignore=None):
     font_scale = max(0.35, min(height, width) / 1200)
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     ignore = np.zeros(len(boxes), bool) if ignore is None else np.asarray(ignore, bool)
-    for box, k, ignored in zip(boxes, np.asarray(classes).reshape(-1), ignore):
+    scores = [None] * len(boxes) if scores is None else np.asarray(scores, np.float32).reshape(-1)
+    for box, k, ignored, score in zip(boxes, np.asarray(classes).reshape(-1), ignore, scores):
         color = PALETTE[int(k) % len(PALETTE)]
         x1, y1 = int(round(box[0])), int(round(box[1]))
         x2, y2 = int(round(box[2])) - 1, int(round(box[3])) - 1
         cv2.rectangle(canvas, (x1, y1), (max(x1, x2), max(y1, y2)), color, thickness)
-        label = class_names[int(k)] + (" (ignore)" if ignored else "")
+        label = class_names[int(k)] + (" (ignore)" if ignored else "") + ("" if score is None else f" {score:.2f}")
         (text_w, text_h), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
         # Label above the box, or inside it when the box touches the top edge.
         top = y1 - text_h - baseline if y1 - text_h - baseline >= 0 else y1

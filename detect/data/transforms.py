@@ -161,11 +161,13 @@ def letterbox_tf(image, size, pad_value=PAD_VALUE / 255.0):
     """Letterbox in the graph: the ``letterbox`` twin for the no-augmentation path.
 
     Args:
-      image: [H, W, 3] float32 (any range; ``pad_value`` is in the same range).
+      image: [H, W, 3] float32 (any range; ``pad_value`` is in the same
+        range), or [B, H, W, 3]: a batch of images of one size, which share
+        the transform (``detect.inference`` resizes whole batches this way).
       size: side of the square output (Python int).
 
     Returns:
-      (image [size, size, 3] float32, transform [4] float32).
+      (image [size, size, 3] (or [B, size, size, 3]) float32, transform [4] float32).
     """
     import tensorflow as tf
 
@@ -183,13 +185,13 @@ def resize_shortest_side_tf(image, min_side, max_side):
     """Shortest-side resize in the graph, unpadded: the ``resize_shortest_side`` twin.
 
     Args:
-      image: [H, W, 3] float32.
+      image: [H, W, 3] float32, or [B, H, W, 3] (one size, one transform).
       min_side: Python int or int scalar tensor (a per-image multi-scale pick).
       max_side: Python int.
 
     Returns:
-      (image [new_h, new_w, 3] float32, transform [4] float32 with zero pad
-      offsets).
+      (image [new_h, new_w, 3] (or [B, new_h, new_w, 3]) float32, transform
+      [4] float32 with zero pad offsets).
     """
     import tensorflow as tf
 
@@ -264,10 +266,11 @@ def _resize_tf(image, new_h, new_w, scale):
 
 
 def _hw_float(image):
+    """(height, width) float32 of [H, W, C] or [B, H, W, C]."""
     import tensorflow as tf
 
     shape = tf.cast(tf.shape(image), tf.float32)
-    return shape[0], shape[1]
+    return shape[-3], shape[-2]
 
 
 def _pad_to(image, pad_y, pad_x, size, value):
@@ -275,6 +278,7 @@ def _pad_to(image, pad_y, pad_x, size, value):
 
     shape = tf.shape(image)
     top, left = tf.cast(pad_y, tf.int32), tf.cast(pad_x, tf.int32)
-    paddings = [[top, size - shape[0] - top], [left, size - shape[1] - left], [0, 0]]
-    out = tf.pad(image, paddings, constant_values=value)
-    return tf.ensure_shape(out, [size, size, image.shape[-1]])
+    paddings = [[top, size - shape[-3] - top], [left, size - shape[-2] - left], [0, 0]]
+    batch = [] if image.shape.rank == 3 else [image.shape[0]]
+    out = tf.pad(image, [[0, 0]] * len(batch) + paddings, constant_values=value)
+    return tf.ensure_shape(out, batch + [size, size, image.shape[-1]])

@@ -292,10 +292,16 @@ class FasterRcnnDetector:
         scores = tf.where(outputs["roi_valid"][..., None], probs, 0.0)
         return boxes, scores
 
-    def postprocess(self, outputs, image_hw, score_threshold=None, iou_threshold=None, max_detections=None):
-        """Per-class NMS of the decoded detections: ``batched_nms``'s padded dict, input pixels."""
+    def postprocess(self, outputs, image_hw, score_threshold=None, iou_threshold=None, max_detections=None,
+                    class_mask=None):
+        """Per-class NMS of the decoded detections: ``batched_nms``'s padded dict, input pixels.
+
+        ``class_mask`` [C] (1 keep, 0 drop) restricts the classes before NMS.
+        """
         cfg = self.config
         boxes, scores = self.decode(outputs, image_hw)
+        if class_mask is not None:
+            scores = scores * tf.cast(class_mask, scores.dtype)
         max_det = int(max_detections or cfg.max_detections)
         return batched_nms(boxes, scores, max_output_size_per_class=max_det, max_total_size=max_det,
                            iou_threshold=cfg.iou_threshold if iou_threshold is None else iou_threshold,

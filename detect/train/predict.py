@@ -18,7 +18,7 @@ from detect.data.formats import split_source
 from detect.errors import InputError
 from detect.train.data import class_names_of, dataset_root, load_records, prepare_data
 from detect.train.evaluation import predict_dataset
-from detect.train.experiment import load_experiment
+from detect.train.experiment import ExperimentConfig, load_experiment
 
 
 def resolve_weights(path):
@@ -50,15 +50,21 @@ def default_metric(data_cfg):
     return "voc12" if data_cfg.format in ("voc", "shapes") else "coco"
 
 
-def predict_split(config_path, weights, split=None, overrides=()):
+def predict_split(config_path, weights, split=None, overrides=(), task=None):
     """Runs a trained model over a split; detections in original-image pixels.
+
+    Args:
+      config_path: a YAML path, or an ``ExperimentConfig`` (``overrides``
+        then unused).
+      weights: a run directory or ``.weights.h5`` file; unused with ``task``.
+      task: an already built and loaded task (``Detector.evaluate``).
 
     Returns:
       (config, split, class names, records, list of COCO-style result dicts:
       ``image_id`` (the record's own id: a VOC / YOLO stem, a COCO id),
       ``category_id`` (the class name), ``bbox`` x, y, w, h, ``score``).
     """
-    config = load_experiment(config_path, overrides)
+    config = config_path if isinstance(config_path, ExperimentConfig) else load_experiment(config_path, overrides)
     prepare_data(config.data)
     class_names = class_names_of(config.data)
     split = split_name(config.data, split)
@@ -67,8 +73,9 @@ def predict_split(config_path, weights, split=None, overrides=()):
     from detect.data.transforms import unmap_boxes
     from detect.train.run import build_task, make_datasets
 
-    task = build_task(config, len(class_names))
-    task.model.load_weights(str(resolve_weights(weights)))
+    if task is None:
+        task = build_task(config, len(class_names))
+        task.model.load_weights(str(resolve_weights(weights)))
     # The validation pipeline of training itself, so these are the numbers training reported.
     _, val_data, _ = make_datasets(config, records, records, strategy=None)
     # The pipeline carries ids as strings; results name images by the record's own id.
@@ -82,11 +89,11 @@ def predict_split(config_path, weights, split=None, overrides=()):
     return config, split, class_names, records, results
 
 
-def evaluate_split(config_path, weights, split=None, metric=None, overrides=(), save_dets=None):
+def evaluate_split(config_path, weights, split=None, metric=None, overrides=(), save_dets=None, task=None):
     """Scores a trained model on a split exactly as ``tools/eval.py --gt --dets`` would.
 
     Args:
-      config_path, weights, split, overrides: see ``predict_split``.
+      config_path, weights, split, overrides, task: see ``predict_split``.
       metric: ``"coco"``, ``"voc07"`` or ``"voc12"``; None for
         ``default_metric``.
       save_dets: write the detections (COCO results JSON) here. For COCO
@@ -98,11 +105,21 @@ def evaluate_split(config_path, weights, split=None, metric=None, overrides=(), 
     Returns:
       The ``CocoResult`` or ``VocResult``.
     """
+    config, split, class_names, records, results = predict_split(config_path, weights, split, overrides, task)
+    return score_results(config, split, class_names, records, results, metric, save_dets)
+
+
+def score_results(config, split, class_names, records, results, metric=None, save_dets=None):
+    """Scores ``predict_split``'s results (any detector's, in its format) against the split's ground truth.
+
+    Args:
+      config, split, class_names, records, results: as ``predict_split`` returns them.
+      metric, save_dets: see ``evaluate_split``.
+    """
     from detect.eval.files import evaluate
     from detect.eval.loaders import (load_coco_dets, load_coco_gt, load_voc_dets, load_voc_gt,
                                      records_ground_truth)
 
-    config, split, class_names, records, results = predict_split(config_path, weights, split, overrides)
     data_cfg = config.data
     if data_cfg.format == "coco":
         gt = load_coco_gt(split_source(data_cfg, split))

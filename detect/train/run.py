@@ -94,8 +94,11 @@ def train_from_config(config_path, overrides=(), out_dir=None, resume=False, pro
         stats.reset()
         return text
 
+    snapshot = config_snapshot(config)
+    # The run names its classes, so applications (Detector.load) need no dataset.
+    snapshot["data"]["classes"] = list(class_names)
     trainer = Trainer(task, config.train, run_dir, train_data, steps, evaluate=evaluate, strategy=strategy,
-                      config_snapshot=config_snapshot(config), images_per_batch=config.train.batch_size,
+                      config_snapshot=snapshot, images_per_batch=config.train.batch_size,
                       progress=progress, epoch_report=epoch_report, validation_data=val_data)
     with input_errors():  # data.strict: the bad file as one line, not a TensorFlow traceback
         history = trainer.fit(resume=resume)

@@ -25,6 +25,9 @@ from detect.yolo.loss import YoloLossConfig, decode_level, yolo_loss
 # steps are not dominated by thousands of confident background cells.
 PRIOR_PROBABILITY = 0.01
 YOLO_VERSIONS = ("v2", "v3")
+# v2's passthrough: "space_to_depth" (tf.nn.space_to_depth, the default) or
+# "darknet" (Darknet's own reorg layer, which YOLOv2's released weights need).
+REORGS = ("space_to_depth", "darknet")
 V3_LEVELS = ("C3", "C4", "C5")  # the backbone levels YOLOv3 predicts on
 
 
@@ -45,6 +48,10 @@ class YoloConfig:
         (halved at each finer level in v3), >= 4.
       dropout: dropout rate before each output convolution, in [0, 1)
         (0 = none).
+      reorg: how v2's passthrough folds 2 x 2 cells of C4 into channels:
+        "space_to_depth" (``tf.nn.space_to_depth``) or "darknet" (what
+        Darknet's ``reorg`` layer computes, see ``DarknetReorg``; needed to
+        run YOLOv2 weights converted from Darknet). No effect on v3.
       loss: ``YoloLossConfig``.
       score_threshold, iou_threshold: decoding and NMS, in [0, 1].
       max_detections: detections kept per image, >= 1.
@@ -58,6 +65,7 @@ class YoloConfig:
     # v3's finest level uses head_width // 4 channels, which must not be 0.
     head_width: int = bounded(256, ge=4)
     dropout: float = bounded(0.0, ge=0, lt=1)
+    reorg: str = one_of("space_to_depth", REORGS)
     loss: YoloLossConfig = field(default_factory=YoloLossConfig)
     score_threshold: float = bounded(0.001, ge=0, le=1)
     iou_threshold: float = bounded(0.5, ge=0, le=1)
@@ -117,7 +125,8 @@ class SplitAnchors(keras.layers.Layer):
 
     def call(self, x):
         shape = keras.ops.shape(x)
-        return keras.ops.reshape(x, (shape[0], shape[1], shape[2], self.num_anchors, -1))
+        # The static channel count, not -1: with an unknown batch size a -1 would lose it.
+        return keras.ops.reshape(x, (shape[0], shape[1], shape[2], self.num_anchors, x.shape[-1] // self.num_anchors))
 
     def compute_output_shape(self, input_shape):
         b, h, w, c = input_shape
@@ -125,6 +134,44 @@ class SplitAnchors(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_anchors": self.num_anchors}
+
+
+@keras.saving.register_keras_serializable(package="detect")
+class DarknetReorg(keras.layers.Layer):
+    """Darknet's ``reorg`` layer (stride s): [B, H, W, C] -> [B, H/s, W/s, s*s*C].
+
+    Not ``tf.nn.space_to_depth``. Darknet (``reorg_layer.c``, forward) calls
+    ``reorg_cpu(input, w=W, h=H, c=C, ..., forward=0)``, which reads the
+    input's C x H x W buffer as if it were (C/s^2) x (sH) x (sW), writes
+    ``out[k, j, i] = in'[k % (C/s^2), s*j + o // s, s*i + o % s]`` with
+    ``o = k // (C/s^2)`` over a C x H x W output buffer, and the next layer
+    reads that buffer as (s^2 C) x (H/s) x (W/s). The channels therefore mix
+    rows and columns that ``space_to_depth`` keeps apart; this layer does
+    the same three reinterpretations with reshapes and transposes.
+    C must be a multiple of s^2, H and W multiples of s.
+    """
+
+    def __init__(self, stride=2, **kwargs):
+        super().__init__(**kwargs)
+        self.stride = int(stride)
+
+    def call(self, x):
+        s = self.stride
+        shape = keras.ops.shape(x)
+        batch, height, width, channels = shape[0], shape[1], shape[2], x.shape[-1]
+        t = keras.ops.transpose(x, (0, 3, 1, 2))  # Darknet's memory order, C x H x W
+        t = keras.ops.reshape(t, (batch, channels // (s * s), height, s, width, s))  # read as C/s^2 x sH x sW
+        t = keras.ops.transpose(t, (0, 3, 5, 1, 2, 4))  # [B, dy, dx, C/s^2, H, W] = reorg_cpu's output order
+        t = keras.ops.reshape(t, (batch, channels * s * s, height // s, width // s))  # read as s^2 C x H/s x W/s
+        return keras.ops.transpose(t, (0, 2, 3, 1))
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        s = self.stride
+        return (b, None if h is None else h // s, None if w is None else w // s, c * s * s)
+
+    def get_config(self):
+        return {**super().get_config(), "stride": self.stride}
 
 
 def _conv_set(x, width, name):
@@ -165,7 +212,10 @@ class YoloDetector:
             if fine in levels:
                 # Passthrough: stride-16 detail folded into the coarse grid.
                 passthrough = _conv(features[fine], max(width // 16, 8), 1, "passthrough")
-                passthrough = keras.layers.Lambda(lambda t: tf.nn.space_to_depth(t, 2), name="reorg")(passthrough)
+                if config.reorg == "darknet":
+                    passthrough = DarknetReorg(2, name="reorg")(passthrough)
+                else:
+                    passthrough = keras.layers.Lambda(lambda t: tf.nn.space_to_depth(t, 2), name="reorg")(passthrough)
                 x = keras.layers.Concatenate(name="passthrough_concat")([passthrough, x])
             x = _conv(x, width, 3, "head_c")
             outputs = [_output_conv(x, len(anchors), self.num_classes, config.dropout, "out")]
@@ -215,26 +265,32 @@ class YoloDetector:
         for raw, anchors, stride in zip(_as_list(outputs), self.anchors, self.strides):
             raw = tf.cast(raw, tf.float32)
             batch = tf.shape(raw)[0]
-            boxes.append(tf.reshape(decode_level(raw, anchors, stride), [batch, -1, 4]))
+            # A static box count where the grid is static (batched_nms needs it), whatever the batch size.
+            count = -1 if None in raw.shape[1:4] else raw.shape[1] * raw.shape[2] * raw.shape[3]
+            boxes.append(tf.reshape(decode_level(raw, anchors, stride), [batch, count, 4]))
             logits = raw[..., 5:]
             if self.config.loss.class_loss == "softmax":
                 probs = tf.nn.softmax(logits)
             else:
                 probs = tf.sigmoid(logits)
             level_scores = tf.sigmoid(raw[..., 4:5]) * probs
-            scores.append(tf.reshape(level_scores, [batch, -1, self.num_classes]))
+            scores.append(tf.reshape(level_scores, [batch, count, self.num_classes]))
         return tf.concat(boxes, 1), tf.concat(scores, 1)
 
-    def postprocess(self, outputs, image_hw=None, score_threshold=None, iou_threshold=None, max_detections=None):
+    def postprocess(self, outputs, image_hw=None, score_threshold=None, iou_threshold=None, max_detections=None,
+                    class_mask=None):
         """Decoding then per-class NMS: ``batched_nms``'s padded dict.
 
         ``image_hw`` (the valid extents) is accepted for the task protocol
         and not used: letterboxed detections are clipped to the original
-        image after unmapping.
+        image after unmapping. ``class_mask`` [C] (1 keep, 0 drop) restricts
+        the classes before NMS.
         """
         del image_hw
         cfg = self.config
         boxes, scores = self.decode(outputs)
+        if class_mask is not None:
+            scores = scores * tf.cast(class_mask, scores.dtype)
         max_det = int(max_detections or cfg.max_detections)
         return batched_nms(boxes, scores, max_output_size_per_class=max_det, max_total_size=max_det,
                            iou_threshold=cfg.iou_threshold if iou_threshold is None else iou_threshold,

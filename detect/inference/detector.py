@@ -1,0 +1,417 @@
+"""``Detector``: a trained model for applications.
+
+    from detect import Detector
+
+    det = Detector.load("runs/yolo_shapes")          # a run directory
+    for d in det(["a.jpg", "b.png"]):                  # paths, arrays, PIL images
+        print(d.labels, d.boxes, d.scores)            # original-image pixels
+
+A detector is backed either by the Keras model of a config (a run
+directory, a weights file with its config, or ``from_config``) or by an
+exported SavedModel (``tools/export.py``); both run the graph of
+``detect.inference.graph`` and give the same boxes.
+
+Inputs of one size go through the model together (``batch_size`` at a
+time); the compiled function takes any batch and any image size, so a video
+stream (or a folder of photos of mixed sizes) never retraces. Calls from
+several threads are safe.
+"""
+
+import dataclasses
+import json
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from detect.errors import InputError
+from detect.inference.detections import Detections
+from detect.inference.images import describe, read_image
+
+log = logging.getLogger("detect")
+
+# Applications want confident detections; evaluation (mAP) wants them all,
+# hence the configs' own score_threshold of 0.001.
+DEFAULT_SCORE_THRESHOLD = 0.25
+DEFAULT_BATCH_SIZE = 8
+# The file beside an exported SavedModel that names its classes and settings.
+EXPORT_META = "detect.json"
+
+
+class Detector:
+    """A trained detector: images in, ``Detections`` in original pixels out.
+
+    Build one with ``Detector.load`` or ``Detector.from_config``.
+
+    Attributes:
+      class_names: list of str, indexed by class id.
+      config: the ``ExperimentConfig`` (None for a SavedModel).
+    """
+
+    def __init__(self, backend, class_names, config=None, source=None, batch_size=DEFAULT_BATCH_SIZE):
+        self._backend = backend
+        self.class_names = list(class_names)
+        self.config = config
+        self.source = source
+        self.batch_size = int(batch_size)
+
+    # ---- construction -------------------------------------------------------------
+    @classmethod
+    def load(cls, path, config=None, **kwargs):
+        """A detector from a run directory, a weights file (with ``config``) or a SavedModel directory.
+
+        Args:
+          path: a ``tools/train.py`` run directory (its ``config.yaml`` and
+            best, else last, weights), a ``.weights.h5`` file, or a
+            directory written by ``tools/export.py --format saved_model``.
+          config: for a weights file: its experiment config (a YAML path or
+            an ``ExperimentConfig``); for a run directory it overrides the
+            run's ``config.yaml``.
+          kwargs: ``batch_size``.
+
+        Raises:
+          InputError: the path is none of those.
+        """
+        path = Path(path)
+        if path.is_dir() and (path / "saved_model.pb").exists():
+            return cls(*_saved_model_backend(path), source=str(path), **kwargs)
+        if path.suffix == ".tflite":
+            from detect.inference.tflite import tflite_backend
+
+            return cls(*tflite_backend(path), source=str(path), **kwargs)
+        if path.is_dir():
+            if config is None:
+                if not (path / "config.yaml").exists():
+                    raise InputError(path, "not a run directory (no config.yaml) nor a SavedModel "
+                                           "(no saved_model.pb)")
+                config = path / "config.yaml"
+        elif not path.exists():
+            raise InputError(path, "no such file or directory")
+        elif config is None:
+            raise InputError(path, "a weights file needs its config: Detector.load(weights, config=...)")
+        from detect.train.predict import resolve_weights
+
+        return cls.from_config(config, weights=resolve_weights(path), **kwargs)
+
+    @classmethod
+    def from_config(cls, config, weights=None, class_names=None, **kwargs):
+        """A detector built from an experiment config, with weights or freshly initialised.
+
+        Args:
+          config: a YAML path or an ``ExperimentConfig``.
+          weights: a ``.weights.h5`` file (or a run directory), or None.
+          class_names: overrides the config's class list.
+        """
+        from detect.models import build_task
+        from detect.train.experiment import ExperimentConfig, load_experiment
+
+        if not isinstance(config, ExperimentConfig):
+            config = load_experiment(config)
+        names = list(class_names) if class_names is not None else _config_class_names(config)
+        task = build_task(config.model, len(names), input_shape=(None, None, 3))
+        source = None
+        if weights is not None:
+            from detect.train.predict import resolve_weights
+
+            source = str(resolve_weights(weights))
+            task.model.load_weights(source)
+        return cls(_KerasBackend(task, config), names, config=config, source=source, **kwargs)
+
+    # ---- prediction ---------------------------------------------------------------
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    def predict(self, images, score_threshold=None, iou_threshold=None, max_detections=None, classes=None,
+                bgr=False, skip_bad=False):
+        """Detections of one image or a list of images.
+
+        Args:
+          images: an image (file path, [H, W, 3] uint8 array, PIL image) or a
+            list of them.
+          score_threshold: keep detections scoring above it (default
+            ``DEFAULT_SCORE_THRESHOLD``).
+          iou_threshold: per-class NMS threshold (default: the config's).
+          max_detections: per image (default: the config's).
+          classes: class names or ids to keep (None: all); applied before NMS.
+          bgr: arrays are BGR (OpenCV frames).
+          skip_bad: for a list, a bad input gives empty ``Detections`` with
+            its ``error`` set instead of raising.
+
+        Returns:
+          ``Detections`` for one image; a list of them (in input order) for a list.
+
+        Raises:
+          InputError: naming a bad input (unreadable path, not [H, W, 3]
+          uint8, zero-size) or argument, before any image is run.
+        """
+        single = not isinstance(images, (list, tuple))
+        items = [images] if single else list(images)
+        if not items:
+            raise InputError("images", "empty list: nothing to detect")
+        options = self.resolve_options(score_threshold, iou_threshold, max_detections, classes)
+        arrays, errors = [], []
+        for item in items:
+            try:
+                arrays.append(read_image(item, bgr=bgr))
+                errors.append(None)
+            except InputError as error:
+                if single or not skip_bad:
+                    raise
+                arrays.append(None)
+                errors.append(error)
+        results = [None] * len(items)
+        for indices in _same_size_groups(arrays, self.batch_size):
+            batch = np.stack([arrays[i] for i in indices])
+            out = self._backend.run(batch, *options)
+            for row, i in enumerate(indices):
+                results[i] = self._detections(out, row, arrays[i].shape[:2], describe(items[i]))
+        for i, error in enumerate(errors):
+            if error is not None:
+                results[i] = Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32),
+                                        np.zeros(0, np.int32), [], None, describe(items[i]))
+                results[i].error = error
+        return results[0] if single else results
+
+    __call__ = predict
+
+    def resolve_options(self, score_threshold=None, iou_threshold=None, max_detections=None, classes=None):
+        """``predict``'s options with defaults filled in: (score, iou, max_detections, class mask [C]).
+
+        Raises:
+          InputError: a threshold outside [0, 1], ``max_detections`` < 1, an unknown class.
+        """
+        score = DEFAULT_SCORE_THRESHOLD if score_threshold is None else float(score_threshold)
+        iou = self._backend.iou_threshold if iou_threshold is None else float(iou_threshold)
+        max_det = self._backend.max_detections if max_detections is None else int(max_detections)
+        if not 0.0 <= score <= 1.0:
+            raise InputError("score_threshold", f"{score} is not in [0, 1]")
+        if not 0.0 <= iou <= 1.0:
+            raise InputError("iou_threshold", f"{iou} is not in [0, 1]")
+        if max_det < 1:
+            raise InputError("max_detections", f"{max_det}; must be >= 1")
+        mask = np.ones(self.num_classes, np.float32)
+        if classes is not None:
+            mask[:] = 0.0
+            for c in [classes] if isinstance(classes, (str, int)) else classes:
+                mask[self._class_id(c)] = 1.0
+        return score, iou, max_det, mask
+
+    def _class_id(self, c):
+        if isinstance(c, str):
+            if c not in self.class_names:
+                raise InputError("classes", f"unknown class {c!r}; known: {', '.join(self.class_names)}")
+            return self.class_names.index(c)
+        if not 0 <= int(c) < self.num_classes:
+            raise InputError("classes", f"class id {c} is not in [0, {self.num_classes})")
+        return int(c)
+
+    def _detections(self, out, row, image_size, source):
+        n = int(out["num_detections"][row])
+        classes = out["classes"][row, :n].astype(np.int32)
+        return Detections(out["boxes"][row, :n].astype(np.float32), out["scores"][row, :n].astype(np.float32),
+                          classes, [self.class_names[c] for c in classes], tuple(int(v) for v in image_size),
+                          source)
+
+    # ---- the rest of the application's needs ------------------------------------------
+    def draw(self, image, detections, bgr=False):
+        """An annotated copy of an image: boxes, class names and scores.
+
+        Args:
+          image: what ``predict`` takes (path, array, PIL image).
+          detections: its ``Detections``.
+          bgr: the array is BGR, and so is the result.
+
+        Returns:
+          [H, W, 3] uint8, RGB (BGR with ``bgr=True``).
+        """
+        from detect.data.drawing import draw_boxes
+
+        rgb = read_image(image, bgr=bgr)
+        drawn = draw_boxes(rgb[..., ::-1], detections.boxes, detections.classes, self.class_names,
+                           scores=detections.scores)
+        return drawn if bgr else np.ascontiguousarray(drawn[..., ::-1])
+
+    def evaluate(self, data=None, split="val", metric=None, save_dets=None):
+        """mAP on a split of the config's dataset (or another), as ``tools/eval.py`` scores it.
+
+        A Keras-backed detector runs the evaluation pipeline itself, so the
+        numbers are those of ``tools/eval.py --config ... --weights ...``;
+        an exported one (SavedModel, TFLite) predicts each image through its
+        own graph and is scored the same way.
+
+        Args:
+          data: None for the config's dataset; a dataset root folder (the
+            config's ``data`` section pointed at it); or an experiment config
+            (YAML path or ``ExperimentConfig``) whose ``data`` section is used.
+          split: ``val``, ``test``, ``train`` or a split name.
+          metric: ``coco``, ``voc07``, ``voc12`` (default: by data format).
+          save_dets: write the detections here (COCO results JSON).
+
+        Returns:
+          ``CocoResult`` or ``VocResult`` (``summary()``, ``mAP50``...).
+        """
+        if self.config is None:
+            raise InputError(self.source or "Detector", "evaluate() needs the experiment config")
+        from detect.train.experiment import ExperimentConfig, load_experiment
+        from detect.train.predict import evaluate_split
+
+        config = self.config
+        if isinstance(data, ExperimentConfig) or (data is not None and Path(data).is_file()):
+            other = data if isinstance(data, ExperimentConfig) else load_experiment(data)
+            config = dataclasses.replace(config, data=other.data)
+        elif data is not None:
+            if not Path(data).is_dir():
+                raise InputError(data, "no such dataset folder or config file")
+            config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=str(data)))
+        if self._backend.task is not None:
+            return evaluate_split(config, None, split=split, metric=metric, save_dets=save_dets,
+                                  task=self._backend.task)
+        return self._evaluate_by_predict(config, split, metric, save_dets)
+
+    def _evaluate_by_predict(self, config, split, metric, save_dets):
+        from detect.train.data import load_records, prepare_data
+        from detect.train.predict import score_results, split_name
+
+        prepare_data(config.data)
+        split = split_name(config.data, split)
+        records = load_records(config.data, split, self.class_names, skipped=[])
+        results = []
+        for start in range(0, len(records), self.batch_size):
+            chunk = records[start:start + self.batch_size]
+            found = self.predict([r.image_path if r.image_path is not None else r.image_bytes for r in chunk],
+                                 score_threshold=config.model.score_threshold, skip_bad=True)
+            for record, detections in zip(chunk, found):
+                for entry in detections.to_coco(record.image_id, category_ids=self.class_names):
+                    results.append(entry)
+        return score_results(config, split, self.class_names, records, results, metric, save_dets)
+
+    def export(self, out, format="saved_model", **kwargs):
+        """Writes the detector for serving or mobile; see ``detect.inference.export``.
+
+        Returns:
+          the written path.
+        """
+        from detect.inference import export
+
+        if self.config is None:
+            raise InputError(self.source or "Detector", "already an exported SavedModel")
+        return export.export(self, out, format=format, **kwargs)
+
+
+def _same_size_groups(arrays, batch_size):
+    """Indices of the images that can go through the model together: one size, at most batch_size."""
+    groups = {}
+    for i, array in enumerate(arrays):
+        if array is not None:
+            groups.setdefault(array.shape, []).append(i)
+    for indices in groups.values():
+        for start in range(0, len(indices), batch_size):
+            yield indices[start:start + batch_size]
+
+
+def _config_class_names(config):
+    """The class list a config trains with; needs the dataset when the config does not list them."""
+    if config.data.classes:
+        return list(config.data.classes)
+    from detect.train.data import class_names_of
+
+    try:
+        return class_names_of(config.data)
+    except (InputError, OSError) as error:
+        raise InputError("data.classes", f"the config does not list its classes and the dataset cannot "
+                                         f"tell them ({error}); pass class_names=") from None
+
+
+# ---- backends -------------------------------------------------------------------------
+
+class _KerasBackend:
+    """The config's Keras model, run through one compiled function per (stage, max_detections)."""
+
+    def __init__(self, task, config):
+        self.task = task
+        self.config = config
+        model_cfg = config.model
+        self.iou_threshold = float(model_cfg.iou_threshold)
+        self.max_detections = int(model_cfg.max_detections)
+        self._functions = {}
+        self._lock = threading.Lock()
+        self.traces = 0  # how often a function was traced (tests: a stream never retraces)
+
+    def function(self, max_detections):
+        """The compiled ``(images, score, iou, class_mask) -> detections`` for a ``max_detections``."""
+        import tensorflow as tf
+
+        from detect.inference.graph import detect_images
+
+        key = (self.task.inference_key() if hasattr(self.task, "inference_key") else None, max_detections)
+        with self._lock:
+            fn = self._functions.get(key)
+            if fn is None:
+                def run(images, score_threshold, iou_threshold, class_mask):
+                    self.traces += 1
+                    if self.traces > 1:
+                        log.info("detect: tracing the detection graph again (%d traces)", self.traces)
+                    return detect_images(self.task, self.config.data, images, score_threshold, iou_threshold,
+                                         max_detections, class_mask)
+
+                num_classes = self.task.num_classes
+                fn = tf.function(run, input_signature=[
+                    tf.TensorSpec([None, None, None, 3], tf.uint8, name="images"),
+                    tf.TensorSpec([], tf.float32, name="score_threshold"),
+                    tf.TensorSpec([], tf.float32, name="iou_threshold"),
+                    tf.TensorSpec([num_classes], tf.float32, name="class_mask")])
+                self._functions[key] = fn
+        return fn
+
+    def run(self, images, score_threshold, iou_threshold, max_detections, class_mask):
+        out = self.function(max_detections)(images, np.float32(score_threshold), np.float32(iou_threshold),
+                                            class_mask)
+        return {k: v.numpy() for k, v in out.items()}
+
+
+class _SavedModelBackend:
+    """An exported SavedModel's ``detect`` endpoint (thresholds as inputs, ``max_detections`` fixed)."""
+
+    task = None
+
+    def __init__(self, path, meta):
+        import tensorflow as tf
+
+        self.loaded = tf.saved_model.load(str(path))
+        self.iou_threshold = float(meta["iou_threshold"])
+        self.max_detections = int(meta["max_detections"])
+
+    def run(self, images, score_threshold, iou_threshold, max_detections, class_mask):
+        if max_detections > self.max_detections:
+            raise InputError("max_detections", f"{max_detections}: this SavedModel was exported with "
+                                               f"max_detections={self.max_detections}")
+        out = self.loaded.detect(images, np.float32(score_threshold), np.float32(iou_threshold), class_mask)
+        out = {k: v.numpy() for k, v in out.items()}
+        if max_detections < self.max_detections:
+            out = dict(out, boxes=out["boxes"][:, :max_detections], scores=out["scores"][:, :max_detections],
+                       classes=out["classes"][:, :max_detections],
+                       num_detections=np.minimum(out["num_detections"], max_detections))
+        return out
+
+
+def read_export_meta(meta_path):
+    """(meta dict, class names, ``ExperimentConfig`` or None) of an exported artifact's JSON."""
+    try:
+        meta = json.loads(Path(meta_path).read_text())
+        class_names = list(meta["class_names"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InputError(meta_path, f"not written by tools/export.py ({error})") from None
+    config = None
+    if meta.get("config"):
+        from detect.config import from_dict
+        from detect.train.experiment import ExperimentConfig
+
+        config = from_dict(ExperimentConfig, meta["config"], source=str(meta_path))
+    return meta, class_names, config
+
+
+def _saved_model_backend(path):
+    meta, class_names, config = read_export_meta(path / EXPORT_META)
+    return _SavedModelBackend(path, meta), class_names, config
