@@ -18,7 +18,6 @@ import sys
 import threading
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -28,10 +27,10 @@ from detect import Detector, Detections
 from detect.data.shapes import SHAPES_CLASSES, make_shapes
 from detect.data.voc import read_voc
 from detect.errors import InputError
+from overfit import SMALL_ANCHORS, overfit
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 128
-ANCHORS = [[12, 12], [16, 16], [20, 20], [26, 26], [32, 32], [40, 40], [48, 48], [56, 56], [64, 64]]
 
 
 def box_iou(a, b):
@@ -61,26 +60,13 @@ def yolo_run(tmp_path_factory):
     records = read_voc(root, "train", class_names=list(SHAPES_CLASSES))
     run = tmp / "run"
     run.mkdir()
-    model = {"type": "yolo", "version": "v3", "backbone": "tiny", "head_width": 32, "anchors": ANCHORS,
+    model = {"type": "yolo", "version": "v3", "backbone": "tiny", "head_width": 32, "anchors": [list(a) for a in SMALL_ANCHORS],
              "loss": {"lambda_coord": 1.0, "lambda_noobj": 1.0}}
     config = write_config(run / "config.yaml", root, model)
     tf.keras.utils.set_random_seed(0)
     task = Detector.from_config(config)._backend.task
-    for layer in task.model._flatten_layers():
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = 0.9  # 200 steps: let the moving averages settle
     batch = next(iter(build_dataset(records, training=False, batch_size=8, image_size=SIZE, max_boxes=8)))
-    optimizer = keras.optimizers.Adam(3e-3)
-
-    @tf.function
-    def step(batch):
-        with tf.GradientTape() as tape:
-            loss = task.losses(task.model(batch["image"], training=True), batch)["loss"]
-        variables = task.model.trainable_variables
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-
-    for _ in range(200):
-        step(batch)
+    overfit(task, batch)
     task.model.save_weights(str(run / "best.weights.h5"))
     return run, records
 
@@ -285,6 +271,16 @@ def yolo_saved_model(yolo, tmp_path_factory):
     return out
 
 
+def test_saved_model_holds_no_xla_compiled_function(yolo_saved_model):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString((yolo_saved_model / "saved_model.pb").read_bytes())
+    functions = saved.meta_graphs[0].graph_def.library.function
+    assert len(functions) > 10  # the model, the walks of batched_nms, ...
+    assert [f.signature.name for f in functions if f.attr["_XlaMustCompile"].b] == []
+
+
 def test_saved_model_in_a_process_without_detect(yolo_saved_model, canvas, tmp_path):
     image, want_boxes, want_classes = canvas
     np.save(tmp_path / "image.npy", image)
@@ -379,3 +375,15 @@ def test_detect_tool_bad_model_is_one_line(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().endswith("none: no such file or directory")
     assert "Traceback" not in done.stderr
+
+
+def test_bfloat16_detector_finds_the_same_objects(yolo_run, canvas):
+    import keras
+
+    det = Detector.load(yolo_run[0], precision="bfloat16")
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored
+    image, want_boxes, want_classes = canvas
+    found = det.predict(image, score_threshold=0.3)
+    assert_finds_every_object(found.boxes, found.classes, want_boxes, want_classes)
+    with pytest.raises(InputError, match="precision"):
+        Detector.load(yolo_run[0], precision="int4")

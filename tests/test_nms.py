@@ -1,3 +1,5 @@
+import importlib
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -6,7 +8,10 @@ from hypothesis import strategies as st
 
 from compile_check import assert_same_compiled
 from detect.ops import PAD_CLASS, PAD_INDEX, batched_nms, nms
-from detect.ops.nms import SEARCH_ALL, _batched_nms, _cutoff_candidates
+from detect.ops.nms import SEARCH_ALL, _band_sort, _band_start, _batched_nms, _float_keys, _key_floats
+
+# The module (``detect.ops.nms`` is also the name of the function).
+NMS = importlib.import_module("detect.ops.nms")
 
 
 def random_boxes(rng, shape, size=200.0):
@@ -97,13 +102,14 @@ def test_nms_hand_case():
     np.testing.assert_array_equal(idx[: int(n)], [3])
 
 
-@settings(max_examples=25, deadline=None)
-@given(st.integers(0, 2**31 - 1), st.integers(1, 700), st.sampled_from([0.3, 0.5, 0.7]))
-def test_nms_equals_tf_image(seed, n, iou_threshold):
+# Few sizes (each is compiled anew): one box, several tiles and a partial one.
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from([1, 700]), st.sampled_from([1, 120]),
+       st.sampled_from([0.3, 0.5, 0.7]))
+def test_nms_equals_tf_image(seed, n, max_out, iou_threshold):
     rng = np.random.default_rng(seed)
     boxes = clustered_boxes(rng, n)
     scores = rng.permutation(n).astype(np.float32) / n  # distinct
-    max_out = int(rng.integers(1, 300))
     idx, count = nms(boxes, scores, iou_threshold, max_out, score_threshold=0.1, tile_size=64)
     ref = tf.image.non_max_suppression(boxes, scores, max_out, iou_threshold, 0.1).numpy()
     assert int(count) == len(ref)
@@ -127,9 +133,8 @@ def test_nms_empty_and_eager_equals_compiled():
     idx, count = nms(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), 0.5, 5)
     assert int(count) == 0 and idx.numpy().tolist() == [PAD_INDEX] * 5
     rng = np.random.default_rng(1)
-    for n in (50, 333):
-        boxes, scores = clustered_boxes(rng, n), rng.random(n).astype(np.float32)
-        assert_same_compiled(lambda b, s: nms(b, s, 0.5, 40, 0.2), boxes, scores)
+    boxes, scores = clustered_boxes(rng, 333), rng.random(333).astype(np.float32)
+    assert_same_compiled(lambda b, s: nms(b, s, 0.5, 40, 0.2), boxes, scores)
 
 
 # ---- batched, multi-class ------------------------------------------------------------
@@ -149,70 +154,48 @@ def _assert_equals_reference(result, boxes, scores, per_class, total, iou_thresh
         np.testing.assert_array_equal(result["boxes"][b, n:], 0.0)
 
 
-@settings(max_examples=20, deadline=None)
-@given(st.integers(0, 2**31 - 1), st.sampled_from([None, 0, 8, 40]), st.booleans())
-def test_batched_equals_per_class_reference(seed, pool, per_class_boxes):
-    rng = np.random.default_rng(seed)
-    batch, n, classes = 2, int(rng.integers(1, 120)), int(rng.integers(1, 6))
-    shape = (batch, n, classes) if per_class_boxes else (batch, n)
-    boxes = np.stack([clustered_boxes(rng, int(np.prod(shape[1:]))) for _ in range(batch)]).reshape(shape + (4,))
-    scores = (rng.permutation(batch * n * classes).reshape(batch, n, classes) / (batch * n * classes)).astype(
-        np.float32)
-    per_class, total = int(rng.integers(1, 15)), int(rng.integers(1, 30))
-    result = batched_nms(boxes, scores, per_class, total, 0.5, 0.2, candidate_pool=pool, tile_size=16)
-    result = {k: v.numpy() for k, v in result.items()}
-    _assert_equals_reference(result, boxes, scores, per_class, total, 0.5, 0.2)
+# (boxes per image, classes, boxes per class, candidate_pool, per-class cap,
+# total): each is compiled anew, so few, each run on several seeds.
+REFERENCE_CONFIGS = [
+    (90, 4, False, None, 3, 20),  # default first band, per-class cap
+    (90, 4, True, 8, 15, 12),  # per-class boxes, small bands, no cap below K
+    (1, 1, False, 0, 1, 1),  # one box, one class, the last resort only
+]
 
 
-def test_batched_matches_combined_non_max_suppression():
-    rng = np.random.default_rng(3)
-    boxes = np.stack([clustered_boxes(rng, 400, clusters=12) for _ in range(3)])
-    scores = rng.random((3, 400, 7)).astype(np.float32) ** 4
-    for pool in (None, 16):
-        ours = batched_nms(boxes, scores, 10, 40, 0.45, 0.05, candidate_pool=pool)
-        ref = tf.image.combined_non_max_suppression(boxes[:, :, None], scores, 10, 40, 0.45, 0.05,
-                                                    clip_boxes=False)
-        np.testing.assert_array_equal(ours["num_detections"], ref.valid_detections)
-        np.testing.assert_allclose(ours["scores"], ref.nmsed_scores, rtol=1e-6)
-        np.testing.assert_allclose(ours["boxes"], ref.nmsed_boxes, rtol=1e-6)
-        n = ref.valid_detections.numpy()
-        for b in range(3):
-            np.testing.assert_array_equal(ours["classes"][b, : n[b]], ref.nmsed_classes[b, : n[b]])
-
-
-def test_batched_kept_boxes_of_a_class_do_not_overlap():
-    rng = np.random.default_rng(4)
-    boxes = np.stack([clustered_boxes(rng, 500, clusters=4)])
-    scores = rng.random((1, 500, 3)).astype(np.float32)
-    out = batched_nms(boxes, scores, 50, 100, 0.3, 0.0)
-    n = int(out["num_detections"][0])
-    kept_boxes, kept_classes = out["boxes"][0, :n].numpy(), out["classes"][0, :n].numpy()
-    for i in range(n):
-        for j in range(i + 1, n):
-            if kept_classes[i] == kept_classes[j]:
-                assert np_iou(kept_boxes[i], kept_boxes[j]) <= 0.3
+@pytest.mark.parametrize("config", REFERENCE_CONFIGS, ids=str)
+def test_batched_equals_per_class_reference(config):
+    n, classes, per_class_boxes, pool, per_class, total = config
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        batch = 2
+        shape = (batch, n, classes) if per_class_boxes else (batch, n)
+        boxes = np.stack([clustered_boxes(rng, int(np.prod(shape[1:]))) for _ in range(batch)]).reshape(shape + (4,))
+        scores = (rng.permutation(batch * n * classes).reshape(batch, n, classes) / (batch * n * classes)).astype(
+            np.float32)
+        out = batched_nms(boxes, scores, per_class, total, 0.5, 0.2, candidate_pool=pool, tile_size=16)
+        result = {k: v.numpy() for k, v in out.items()}
+        _assert_equals_reference(result, boxes, scores, per_class, total, 0.5, 0.2)
+        _assert_equals_combined_nms(out, boxes, scores, per_class, total, 0.5, 0.2)
+        # Kept boxes of a class do not overlap (independently of the references).
+        for b in range(batch):
+            k = int(result["num_detections"][b])
+            for i in range(k):
+                for j in range(i + 1, k):
+                    if result["classes"][b, i] == result["classes"][b, j]:
+                        assert np_iou(result["boxes"][b, i], result["boxes"][b, j]) <= 0.5
 
 
 def test_batched_zero_candidates_does_not_crash():
+    # (Compiled, an image without candidates is in the compiled test below.)
     boxes = np.zeros((2, 5, 4), np.float32)
     scores = np.full((2, 5, 3), 0.01, np.float32)
-    for fn in (batched_nms, tf.function(batched_nms, jit_compile=True)):
-        out = fn(boxes, scores, 5, 7, 0.5, 0.5)  # everything under the threshold
-        np.testing.assert_array_equal(out["num_detections"], [0, 0])
-        np.testing.assert_array_equal(out["classes"], np.full((2, 7), PAD_CLASS))
+    out = batched_nms(boxes, scores, 5, 7, 0.5, 0.5)  # everything under the threshold
+    np.testing.assert_array_equal(out["num_detections"], [0, 0])
+    np.testing.assert_array_equal(out["classes"], np.full((2, 7), PAD_CLASS))
     out = batched_nms(np.zeros((2, 0, 4), np.float32), np.zeros((2, 0, 3), np.float32), 5, 7, 0.5, 0.1)
     assert out["boxes"].shape == (2, 7, 4)
     np.testing.assert_array_equal(out["num_detections"], [0, 0])
-
-
-def test_batched_eager_equals_compiled_two_shapes():
-    rng = np.random.default_rng(5)
-    for batch, n, classes in ((2, 60, 4), (3, 150, 2)):
-        boxes = np.stack([clustered_boxes(rng, n) for _ in range(batch)])
-        scores = rng.random((batch, n, classes)).astype(np.float32)
-        out = assert_same_compiled(
-            lambda b, s: batched_nms(b, s, 8, 20, 0.5, 0.3, candidate_pool=32, tile_size=32), boxes, scores)
-        _assert_equals_reference(out, boxes, scores, 8, 20, 0.5, 0.3)
 
 
 def test_batched_rejects_dynamic_class_axis():
@@ -222,82 +205,173 @@ def test_batched_rejects_dynamic_class_axis():
         fn.get_concrete_function()
 
 
-# ---- batched: the fallback searches -------------------------------------------------
+# ---- batched: the band walk ------------------------------------------------------
+
+def _assert_equals_combined_nms(out, boxes, scores, per_class, total, iou_threshold, score_threshold):
+    """The same detections as tf.image.combined_non_max_suppression(clip_boxes=False)."""
+    ref = tf.image.combined_non_max_suppression(boxes[:, :, None] if boxes.ndim == 3 else boxes, scores, per_class,
+                                                total, iou_threshold, score_threshold, clip_boxes=False)
+    np.testing.assert_array_equal(out["num_detections"], ref.valid_detections)
+    np.testing.assert_allclose(out["scores"], ref.nmsed_scores, rtol=1e-6)
+    np.testing.assert_allclose(out["boxes"], ref.nmsed_boxes, rtol=1e-6)
+    n = ref.valid_detections.numpy()
+    for b in range(len(n)):
+        np.testing.assert_array_equal(out["classes"][b, : n[b]], ref.nmsed_classes.numpy()[b, : n[b]].astype(np.int32))
+
 
 def _pair_rank_of_last_kept(scores, ref):
     """How many (box, class) pairs score at least the K-th kept detection."""
     return int((scores >= ref[-1][0]).sum())
 
 
-def test_batched_dense_crowd_takes_the_fallback_and_stays_exact():
-    rng = np.random.default_rng(6)
-    boxes, scores = crowd(rng, 2, 600, 3, 40)
-    per_class, total, pool = 15, 15, 32
+# Ways to force each path of the band walk on the crowd below: (candidate_pool,
+# module constants, the band that decides). The crowd needs a few hundred
+# pairs walked per image.
+BAND_PATHS = {
+    "first band": (4096, {}, 0),
+    "third band": (48, {}, 2),  # 48, 48, then 192 pairs
+    "last resort": (8, {}, SEARCH_ALL),  # 8, 8, 32, then 32 at a time
+    "last resort only": (0, {}, SEARCH_ALL),
+    # The lower edge aims at 1.5 times the pair buffer, whose size the box
+    # buffer has: the boxes do not fit and the band is estimated anew at half.
+    "band estimated anew": (48, {"ESTIMATE_SHARE": 1.5, "BOX_BUFFER_SHARE": 4}, None),
+    # The lower edge aims at 4 times the pair buffer, and the box buffer is
+    # twice it: every band is cut short at its first pair that does not fit.
+    "bands cut short": (48, {"ESTIMATE_SHARE": 4.0, "BOX_BUFFER_SHARE": 8}, None),
+    # A box buffer of a quarter of the pair buffer: the lower edge is raised
+    # to the first box left out (bounds descending, then box index).
+    "box buffer full": (48, {"ESTIMATE_SHARE": 4.0, "BOX_BUFFER_SHARE": 1}, None),
+}
+
+
+@pytest.mark.parametrize("path", sorted(BAND_PATHS))
+def test_batched_each_path_on_a_crowd_equals_references(path, monkeypatch):
+    pool, constants, expected_level = BAND_PATHS[path]
+    for name, value in constants.items():
+        monkeypatch.setattr(NMS, name, value)
+    rng = np.random.default_rng(11)
+    boxes, scores = crowd(rng, 2, 500, 3, 25)
+    per_class, total = 12, 20
+    for score_threshold in (0.0, 0.05, 0.25, 0.5):
+        out, level = _batched_nms(boxes, scores, per_class, total, 0.5, score_threshold, candidate_pool=pool,
+                                  tile_size=16)
+        if expected_level is not None:
+            assert int(level) == expected_level, (path, score_threshold)
+        if path == "third band" and score_threshold == 0.0:
+            # The answer lies beyond the first band (about 48 pairs).
+            for b in range(2):
+                ref = batched_reference(boxes[b], scores[b], per_class, total, 0.5, score_threshold)
+                assert len(ref) == total and _pair_rank_of_last_kept(scores[b], ref) > 2 * pool
+            # The public function gives the same, with the documented keys only.
+            public = batched_nms(boxes, scores, per_class, total, 0.5, score_threshold, candidate_pool=pool,
+                                 tile_size=16)
+            assert sorted(public) == ["boxes", "classes", "num_detections", "scores"]
+            for key in public:
+                np.testing.assert_array_equal(public[key], out[key])
+        out = {k: v.numpy() for k, v in out.items()}
+        _assert_equals_reference(out, boxes, scores, per_class, total, 0.5, score_threshold)
+        _assert_equals_combined_nms(out, boxes, scores, per_class, total, 0.5, score_threshold)
+
+
+def test_batched_forced_paths_per_class_boxes_and_compiled(monkeypatch):
+    """Eager == tf.function (on CPU: groups of images in parallel) == XLA, on
+    per-class boxes with the box buffer full, and with an image without
+    candidates in a group beside a crowd."""
+    monkeypatch.setattr(NMS, "ESTIMATE_SHARE", 4.0)
+    monkeypatch.setattr(NMS, "BOX_BUFFER_SHARE", 1)
+    rng = np.random.default_rng(12)
+    boxes, scores = crowd(rng, 4, 300, 3, 20)
+    boxes = (boxes[:, :, None, :] + rng.normal(0, 0.5, (4, 300, 3, 4))).astype(np.float32)  # per class
+    scores[3] *= 0.01  # all under the threshold
+    out, _ = assert_same_compiled(
+        lambda b, s: _batched_nms(b, s, 10, 16, 0.5, 0.05, candidate_pool=16, tile_size=16), boxes, scores)
+    assert out["num_detections"][3] == 0
+    _assert_equals_reference(out, boxes, scores, 10, 16, 0.5, 0.05)
+    _assert_equals_combined_nms(out, boxes, scores, 10, 16, 0.5, 0.05)
+
+
+# (The band walk without ties, box buffer not full, is the "third band" path.)
+@pytest.mark.parametrize("pool, box_share", [(8, 1), (0, 3)])
+def test_batched_ties_end_and_keep_the_reference_sets(pool, box_share, monkeypatch):
+    """Tied scores (as a sigmoid saturating to 1.0 gives): the walk still ends,
+    with each class's greedy set (ties by box index) and the same counts."""
+    monkeypatch.setattr(NMS, "BOX_BUFFER_SHARE", box_share)
+    rng = np.random.default_rng(13)
+    boxes = np.stack([clustered_boxes(rng, 200, clusters=5) for _ in range(2)])
+    scores = (np.round(rng.random((2, 200, 3)) * 4) / 4).astype(np.float32)
+    scores[1] = 1.0
+    out, _ = _batched_nms(boxes, scores, 300, 300, 0.5, 0.1, candidate_pool=pool, tile_size=16)
     for b in range(2):
-        ref = batched_reference(boxes[b], scores[b], per_class, total, 0.5, 0.05)
-        assert len(ref) == total
-        # The first pool holds the 32 best pairs; the answer reaches further
-        # down, so only a fallback search can find it.
-        assert _pair_rank_of_last_kept(scores[b], ref) > pool
-    out, level = _batched_nms(boxes, scores, per_class, total, 0.5, 0.05, candidate_pool=pool, tile_size=16)
-    assert int(level) == 1  # the first wider pool
-    _assert_equals_reference({k: v.numpy() for k, v in out.items()}, boxes, scores, per_class, total, 0.5, 0.05)
-    tf_ref = tf.image.combined_non_max_suppression(boxes[:, :, None], scores, per_class, total, 0.5, 0.05,
-                                                   clip_boxes=False)
-    np.testing.assert_array_equal(out["num_detections"], tf_ref.valid_detections)
-    np.testing.assert_allclose(out["scores"], tf_ref.nmsed_scores, rtol=1e-6)
-    np.testing.assert_allclose(out["boxes"], tf_ref.nmsed_boxes, rtol=1e-6)
-    np.testing.assert_array_equal(out["classes"], tf_ref.nmsed_classes.numpy().astype(np.int32))
-    # The public function gives the same, with the documented keys only.
-    public = batched_nms(boxes, scores, per_class, total, 0.5, 0.05, candidate_pool=pool, tile_size=16)
-    assert sorted(public) == ["boxes", "classes", "num_detections", "scores"]
-    for key in public:
-        np.testing.assert_array_equal(public[key], out[key])
+        ref = batched_reference(boxes[b], scores[b], 300, 300, 0.5, 0.1)
+        n = int(out["num_detections"][b])
+        assert n == len(ref)
+        got = sorted(zip(out["scores"][b, :n].numpy().tolist(), out["classes"][b, :n].numpy().tolist(),
+                         map(tuple, out["boxes"][b, :n].numpy().tolist())))
+        want = sorted((float(s), c, tuple(boxes[b, i].tolist())) for s, c, i in ref)
+        assert got == want
+        np.testing.assert_array_equal(np.diff(out["scores"][b, :n]) <= 0, True)  # by descending score
 
 
-def test_batched_fallback_eager_equals_compiled():
-    rng = np.random.default_rng(7)
-    boxes, scores = crowd(rng, 2, 400, 2, 30)
-    result = assert_same_compiled(
-        lambda b, s: _batched_nms(b, s, 12, 12, 0.5, 0.05, candidate_pool=24, tile_size=16), boxes, scores)
-    out, level = result
-    assert level == 1
-    _assert_equals_reference(out, boxes, scores, 12, 12, 0.5, 0.05)
+def test_float_keys_order_floats_and_map_back():
+    values = np.array([-np.inf, -3.5, -1e-30, -0.0, 0.0, 1e-30, 0.25, 1.0, 7e30, np.inf], np.float32)
+    keys = _float_keys(tf.constant(values)).numpy()
+    assert keys[3] == keys[4]  # -0.0 and 0.0 alike
+    assert np.all(np.diff(np.delete(keys, 3)) > 0)
+    np.testing.assert_array_equal(_key_floats(tf.constant(keys)).numpy(), np.where(values == 0, 0.0, values))
 
 
-def test_batched_last_resort_when_wider_pools_are_not_enough():
-    # Every box duplicates one of three objects, so fewer than K survive and
-    # every candidate above the threshold must be seen: no pool is enough.
-    rng = np.random.default_rng(8)
-    boxes, scores = crowd(rng, 1, 600, 1, 3)
-    out, level = _batched_nms(boxes, scores, 10, 10, 0.5, 0.0, candidate_pool=8, tile_size=16)
-    assert int(level) == SEARCH_ALL
-    assert int(out["num_detections"][0]) < 10
-    _assert_equals_reference({k: v.numpy() for k, v in out.items()}, boxes, scores, 10, 10, 0.5, 0.0)
+def test_band_start_raises_the_edge_to_the_first_box_left_out():
+    # Ten boxes, bounds with ties; room for 3: in the order (bound descending,
+    # index ascending) the first three are boxes 0, 2, 4 (all 0.9), so the
+    # edge is at the bound 0.9 and the next box at it, box 6.
+    bound = tf.constant([[0.9, 0.5, 0.9, 0.7, 0.9, 0.1, 0.9, 0.7, 0.3, 0.9]])
+    num_classes = 4
+    lower_score, lower_pair, mask, count = _band_start(
+        bound, bound, 1, tf.constant([True]), tf.constant(0.0), 1000, 3, num_classes)
+    assert float(lower_score[0]) == pytest.approx(0.9) and int(lower_pair[0]) == 6 * num_classes
+    np.testing.assert_array_equal(np.flatnonzero(mask[0]), [0, 2, 4])
+    assert int(count[0]) == 3
+    # Enough room: the edge stays where the estimate put it (every pair left,
+    # down to the threshold), and every box above the threshold is in.
+    lower_score, lower_pair, mask, count = _band_start(
+        bound, bound, 1, tf.constant([True]), tf.constant(0.2), 1000, 10, num_classes)
+    assert float(lower_score[0]) == pytest.approx(0.2) and int(lower_pair[0]) == 0
+    np.testing.assert_array_equal(np.flatnonzero(mask[0]), [0, 1, 2, 3, 4, 6, 7, 8, 9])
 
 
-def test_cutoff_candidates_sorted_and_bounded_on_overflow():
-    rng = np.random.default_rng(9)
-    scores = rng.permutation(2 * 50 * 3).reshape(2, 50, 3).astype(np.float32) / 300
-    boxes = random_boxes(rng, (2, 50))
-    cutoff = np.array([0.5, 0.97], np.float32)
-    size = 10
-    cand_scores, cand_boxes, cand_classes, excluded_max = (
-        t.numpy() for t in _cutoff_candidates(tf.constant(boxes), tf.constant(scores), tf.constant(cutoff), size))
-    for b in range(2):
-        above = sorted(scores[b][scores[b] > cutoff[b]], reverse=True)
-        n = min(len(above), size)
-        kept = cand_scores[b, :n]
-        np.testing.assert_array_equal(kept, sorted(kept, reverse=True))
-        assert set(kept) <= set(above)
-        np.testing.assert_array_equal(cand_scores[b, n:], -np.inf)
-        # Each candidate carries its own box and class.
-        for k in range(n):
-            box, cls = np.argwhere(scores[b] == kept[k])[0]
-            assert cand_classes[b, k] == cls
-            np.testing.assert_array_equal(cand_boxes[b, k], boxes[b, box])
-        # The bound: the best pair above the cutoff left out, else the cutoff.
-        left_out = sorted(set(above) - set(kept))
-        assert excluded_max[b] == (left_out[-1] if left_out else cutoff[b])
-    assert len(scores[0][scores[0] > 0.5]) > size  # image 0 overflowed
-    assert len(scores[1][scores[1] > 0.97]) <= size  # image 1 did not
+def test_band_sort_orders_by_score_then_index_and_keeps_the_first_left_out():
+    # One image, three box slots x two classes; five pairs in the band.
+    scores = np.array([[[0.5, 0.9], [0.7, 0.1], [0.5, 0.7]]], np.float32)
+    in_band = scores > 0.2
+    keys, pairs, count = _band_sort(_float_keys(tf.constant(scores)), tf.constant(in_band), 3)
+    assert int(count[0]) == 5
+    # Walk order: 0.9 (slot 0, class 1), then 0.7 twice by flat index (slot 1
+    # class 0 = pair 2, slot 2 class 1 = pair 5), then 0.5 (pair 0) left out first.
+    np.testing.assert_array_equal(pairs[0], [1, 2, 5, 0])
+    np.testing.assert_allclose(_key_floats(keys[0]).numpy(), [0.9, 0.7, 0.7, 0.5])
+
+
+def _xla_functions(graph_def):
+    """Names of the functions of a graph that XLA must compile."""
+    return [f.signature.name for f in graph_def.library.function
+            if "_XlaMustCompile" in f.attr and f.attr["_XlaMustCompile"].b]
+
+
+def test_without_xla_traces_plain_ops_with_the_same_detections():
+    from detect.ops import without_xla
+
+    rng = np.random.default_rng(21)
+    boxes, scores = crowd(rng, 2, 300, 3, 20)
+    args = (12, 20, 0.5, 0.05)
+    compiled = tf.function(lambda b, s: batched_nms(b, s, *args, candidate_pool=16, tile_size=16))
+    plain = tf.function(lambda b, s: batched_nms(b, s, *args, candidate_pool=16, tile_size=16))
+    single = tf.function(lambda b, s: nms(b, s, 0.5, 30))
+    assert _xla_functions(compiled.get_concrete_function(boxes, scores).graph.as_graph_def())
+    with without_xla():
+        graph = plain.get_concrete_function(boxes, scores).graph.as_graph_def()
+        single_graph = single.get_concrete_function(boxes[0], scores[0, :, 0]).graph.as_graph_def()
+    assert _xla_functions(graph) == [] and _xla_functions(single_graph) == []
+    out = {k: v.numpy() for k, v in plain(boxes, scores).items()}
+    _assert_equals_reference(out, boxes, scores, *args)
+    _assert_equals_combined_nms(out, boxes, scores, *args)
+    np.testing.assert_array_equal(single(boxes[0], scores[0, :, 0])[0], nms(boxes[0], scores[0, :, 0], 0.5, 30)[0])

@@ -463,14 +463,14 @@ def nms_row(repeats, num_boxes=20000, max_output_size=1000, seed=1):
 
 
 def search_name(level):
-    """What the search level that detect.ops.nms._batched_nms returns means."""
+    """What the band level that detect.ops.nms._batched_nms returns means."""
     from detect.ops.nms import SEARCH_ALL
 
     if level == 0:
-        return "the first candidate pool"
+        return "the first band"
     if level == SEARCH_ALL:
-        return "every candidate (the last resort)"
-    return f"wider pool {level} (the fallback)"
+        return "the last resort (bands until every image is decided)"
+    return f"band {level} (the fallback)"
 
 
 def _same_detections(mine, ref):
@@ -481,13 +481,18 @@ def _same_detections(mine, ref):
             and np.array_equal(np.maximum(mine["classes"], 0), ref["nmsed_classes"].astype(int)))
 
 
-def batched_nms_row(repeats, crowd=False, batch=8, num_boxes=20000, num_classes=80, max_total_size=100,
-                    candidate_pool=None, objects=(300, 500), seed=2):
-    """Batched multi-class NMS against tf.image.combined_non_max_suppression,
-    on typical detector outputs or on a dense crowd (the fallback path).
+# Score thresholds of the dense-crowd batched NMS rows.
+CROWD_THRESHOLDS = (0.001, 0.05, 0.25, 0.5)
 
-    ``info`` gets ``search_level`` (which search of batched_nms decided: 0 is
-    the first pool, see detect.ops.nms._batched_nms) and ``candidates`` (per
+
+def batched_nms_row(repeats, crowd=False, batch=8, num_boxes=20000, num_classes=80, max_total_size=100,
+                    candidate_pool=None, objects=(300, 500), score_threshold=0.001, seed=2):
+    """Batched multi-class NMS against tf.image.combined_non_max_suppression,
+    on typical detector outputs or on a dense crowd (the fallback path), at a
+    score threshold.
+
+    ``info`` gets ``search_level`` (which band of batched_nms decided: 0 is
+    the first, see detect.ops.nms._batched_nms) and ``candidates`` (per
     image above the score threshold).
     """
     import tensorflow as tf
@@ -501,7 +506,7 @@ def batched_nms_row(repeats, crowd=False, batch=8, num_boxes=20000, num_classes=
         boxes, scores = detector_outputs(seed, batch, num_boxes, num_classes)
     boxes, scores = tf.constant(boxes), tf.constant(scores)
     args = dict(max_output_size_per_class=max_total_size, max_total_size=max_total_size, iou_threshold=0.5,
-                score_threshold=0.001)
+                score_threshold=score_threshold)
     ours = tf.function(lambda b, s: ops.batched_nms(b, s, **args, candidate_pool=candidate_pool))
     ref = tf.function(lambda b, s: tf.image.combined_non_max_suppression(
         b[:, :, None, :], s, args["max_output_size_per_class"], args["max_total_size"],
@@ -513,7 +518,8 @@ def batched_nms_row(repeats, crowd=False, batch=8, num_boxes=20000, num_classes=
     candidates = int((scores.numpy() > args["score_threshold"]).sum() / batch)
     pool = "" if candidate_pool is None else f", candidate_pool={candidate_pool}"
     name = (f"batched NMS {'dense crowd' if crowd else 'typical'}: {batch} x {num_boxes // 1000}k boxes x "
-            f"{num_classes} cls (~{candidates // 1000}k cand), keep <= {max_total_size}{pool}")
+            f"{num_classes} cls, score > {score_threshold:g} (~{candidates / 1000:.1f}k cand), "
+            f"keep <= {max_total_size}{pool}")
     row = make_row(name, impls, repeats, _same_detections)
     # Which search decided, from a separate, untimed call on the same inputs.
     level = int(tf.function(lambda b, s: _batched_nms(b, s, **args, candidate_pool=candidate_pool)[1])(
@@ -521,10 +527,10 @@ def batched_nms_row(repeats, crowd=False, batch=8, num_boxes=20000, num_classes=
     row.info.update(search_level=level, candidates=candidates)
     row.notes.append(f"decided by: {search_name(level)}")
     if candidate_pool == 0:
-        row.notes.append("candidate_pool=0 forces the last resort, which the wider pools fall back to "
+        row.notes.append("candidate_pool=0 forces the last resort, which the first bands fall back to "
                          "when they cannot decide either")
     if crowd and level == 0:
-        row.notes.append("WARNING: the first pool sufficed, so this row does not time the fallback")
+        row.notes.append("WARNING: the first band sufficed, so this row does not time the fallback")
     return row
 
 
@@ -569,7 +575,11 @@ def bench_ops(repeats):
     print("x: reference warm / ours warm (> 1: ours is faster)", flush=True)
     print()
     rows = []
-    for make in (iou_row, nms_row, batched_nms_row, lambda r: batched_nms_row(r, crowd=True),
+    # Dense crowds at the usual thresholds: for mAP (0.001), and for
+    # deployment (0.05 to 0.5), where few candidates are left and the
+    # reference is fastest.
+    crowd_rows = [lambda r, t=t: batched_nms_row(r, crowd=True, score_threshold=t) for t in CROWD_THRESHOLDS]
+    for make in (iou_row, nms_row, batched_nms_row, *crowd_rows,
                  lambda r: batched_nms_row(r, crowd=True, candidate_pool=0), roi_pool_row):
         rows.append(make(repeats))
         print_row(rows[-1])
@@ -868,7 +878,6 @@ def bench_infer(config_path, weights=None, repeats=7, overrides=(), precision="f
     first call of each (tracing and compilation). Reference: zzh8829/yolov3-tf2
     (``yolov3_tf2.models.YoloV3``, its own NMS included) when it is installed.
     """
-    import keras
     import tensorflow as tf
 
     from detect.inference import Detector
@@ -876,8 +885,6 @@ def bench_infer(config_path, weights=None, repeats=7, overrides=(), precision="f
     from detect.inference.images import read_image
     from detect.train.experiment import load_experiment
 
-    if precision != "float32":
-        keras.mixed_precision.set_global_policy(f"mixed_{precision}")
     config = load_experiment(config_path, overrides)
     encoded, what = _infer_image(config)
     names = config.data.classes or None
@@ -886,9 +893,11 @@ def bench_infer(config_path, weights=None, repeats=7, overrides=(), precision="f
             from detect.train.data import class_names_of
 
             names = class_names_of(config.data)
-        except Exception:  # noqa: BLE001 - no dataset: numbered classes are as fast
-            names = [f"class{i}" for i in range(80)]
-    det = Detector.from_config(config, weights=weights, class_names=names)
+        except Exception:  # noqa: BLE001 - no dataset here: the format's usual class count
+            from detect.data.voc import VOC_CLASSES
+
+            names = list(VOC_CLASSES) if config.data.format == "voc" else [f"class{i}" for i in range(80)]
+    det = Detector.from_config(config, weights=weights, class_names=names, precision=precision)
     task = det._backend.task
     model = config.model
     kind = f"YOLO{model.version}" if model.type == "yolo" else model.type
@@ -929,6 +938,8 @@ def bench_infer(config_path, weights=None, repeats=7, overrides=(), precision="f
     start = time.perf_counter()
     det.predict(np.zeros((image.shape[0] // 2 + 1, image.shape[1] // 2 + 3, 3), np.uint8))
     print(f"a new input size: {time.perf_counter() - start:.2f} s, {det._backend.traces - traces} new traces")
+    if model.type != "yolo":
+        return 0
     try:
         from yolov3_tf2.models import YoloV3  # zzh8829/yolov3-tf2, when installed
     except ImportError:

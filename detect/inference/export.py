@@ -15,7 +15,9 @@ Keras 3; TFLite is converted from a SavedModel instead). Two signatures:
 
 Resizing, the model, decoding and per-class NMS are all in the graph
 (``detect.inference.graph``), so the artifact runs with a bare
-``tf.saved_model.load`` in a process that never imports ``detect``.
+``tf.saved_model.load`` in a process that never imports ``detect``; it holds
+no XLA-compiled function (``detect.ops.without_xla``), so it needs no XLA JIT
+where it is served.
 ``detect.json`` beside ``saved_model.pb`` names the classes (in class-id
 order) and the export settings.
 """
@@ -38,7 +40,8 @@ def export(detector, out, format="saved_model", score_threshold=None, iou_thresh
         return export_saved_model(detector, out, score_threshold, iou_threshold, max_detections, **kwargs)
     from detect.inference.tflite import export_tflite
 
-    return export_tflite(detector, out, **kwargs)
+    return export_tflite(detector, out, score_threshold=score_threshold, iou_threshold=iou_threshold,
+                         max_detections=max_detections, **kwargs)
 
 
 def export_saved_model(detector, out, score_threshold=None, iou_threshold=None, max_detections=None):
@@ -60,6 +63,7 @@ def export_saved_model(detector, out, score_threshold=None, iou_threshold=None, 
     from detect.config import to_dict
     from detect.inference.detector import DEFAULT_SCORE_THRESHOLD, EXPORT_META
     from detect.inference.graph import detect_images
+    from detect.ops import without_xla
 
     backend = detector._backend
     task, data_cfg = backend.task, detector.config.data
@@ -76,17 +80,19 @@ def export_saved_model(detector, out, score_threshold=None, iou_threshold=None, 
     def detect(images, score_threshold, iou_threshold, class_mask):
         return detect_images(task, data_cfg, images, score_threshold, iou_threshold, max_det, class_mask)
 
-    archive = keras.export.ExportArchive()
-    archive.track(task.model)
-    archive.add_endpoint("serving_default", serve, input_signature=[images_spec])
-    archive.add_endpoint("detect", detect, input_signature=[
-        images_spec, tf.TensorSpec([], tf.float32, name="score_threshold"),
-        tf.TensorSpec([], tf.float32, name="iou_threshold"),
-        tf.TensorSpec([num_classes], tf.float32, name="class_mask")])
     out = Path(out)
     if out.exists():
         shutil.rmtree(out)
-    archive.write_out(str(out), verbose=False)
+    # No XLA-compiled functions in the graph: TensorFlow Serving on CPU runs without XLA's JIT.
+    with without_xla():
+        archive = keras.export.ExportArchive()
+        archive.track(task.model)
+        archive.add_endpoint("serving_default", serve, input_signature=[images_spec])
+        archive.add_endpoint("detect", detect, input_signature=[
+            images_spec, tf.TensorSpec([], tf.float32, name="score_threshold"),
+            tf.TensorSpec([], tf.float32, name="iou_threshold"),
+            tf.TensorSpec([num_classes], tf.float32, name="class_mask")])
+        archive.write_out(str(out), verbose=False)
     meta = {"class_names": detector.class_names, "model_type": detector.config.model.type,
             "score_threshold": score, "iou_threshold": iou, "max_detections": max_det,
             "input": "images uint8 [B, H, W, 3] RGB", "boxes": "xyxy, input image pixels",

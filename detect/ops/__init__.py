@@ -20,7 +20,7 @@ from detect.ops.boxes import (
 from detect.ops.coco_map import coco_evaluate, coco_per_class_ap, coco_summarize
 from detect.ops.losses import smooth_l1
 from detect.ops.matching import IGNORE, NEGATIVE, NO_MATCH, POSITIVE, match
-from detect.ops.nms import PAD_CLASS, PAD_INDEX, batched_nms, nms
+from detect.ops.nms import PAD_CLASS, PAD_INDEX, batched_nms, nms, without_xla
 from detect.ops.roi import RoIAlign, RoIPool, roi_align, roi_pool
 from detect.ops.sampling import NO_SAMPLE, sample_balanced
 from detect.ops.voc_map import voc_evaluate
@@ -56,4 +56,5 @@ __all__ = [
     "sample_balanced",
     "smooth_l1",
     "voc_evaluate",
+    "without_xla",
 ]
