@@ -130,3 +130,23 @@ def test_voc_layout_config_keeps_voc12_and_the_tool_agrees(tmp_path):
     assert json.loads(out.read_text())["mAP"] == pytest.approx(result.mAP, abs=0.01)
     proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "moved" in proc.stderr
+
+
+def test_voc_images_outside_the_root_need_the_same_opt_in_as_training(tmp_path):
+    # A dataset folder whose JPEGImages is a link to another folder (a subset of a
+    # dataset kept elsewhere): training reads it with data.allow_outside_root, and
+    # so must the evaluation's ground truth.
+    from detect.errors import InputError
+
+    config, weights, root = tiny_run(tmp_path, "voc", root="{root}")
+    subset = tmp_path / "subset"
+    subset.mkdir()
+    for name in ("Annotations", "ImageSets"):
+        (subset / name).symlink_to(root / name, target_is_directory=True)
+    (subset / "JPEGImages").symlink_to(root / "JPEGImages", target_is_directory=True)
+    config.write_text(config.read_text().replace(f"root: {root}", f"root: {subset}"))
+    with pytest.raises(InputError, match="outside the dataset root"):
+        evaluate_split(config, weights)
+    allowed = evaluate_split(config, weights, overrides=["data.allow_outside_root=true"])
+    direct = evaluate_split(config, weights, overrides=[f"data.root={root}"])
+    assert allowed.mAP == direct.mAP

@@ -8,12 +8,17 @@ are ``pascal_voc`` (our ``xyxy`` pixels) with ``classes`` and ``ignore`` as
 label fields, so boxes that fall (mostly) outside the image are dropped
 together with their labels.
 
+The config also holds the probabilities of mosaic and mixup, which need
+several images at once and live in ``detect.data.mosaic`` (off by default),
+and ``close_mosaic``, the last epochs without them (``for_epoch``).
+
 The pipeline calls ``augment`` from ``tf.numpy_function`` on several threads
 at once; ``ThreadLocalAugmenter`` gives every thread its own ``Compose`` and
 seeds it per image, so the result depends only on the image and its seed,
 not on thread scheduling.
 """
 
+import dataclasses
 import threading
 from dataclasses import dataclass
 
@@ -52,6 +57,15 @@ class AugmentConfig:
         (in [0, 1]) of its area is still in the image after cropping/shifting.
       min_box_size: boxes narrower or lower than this (pixels, >= 0) after
         augmentation are dropped.
+      mosaic_prob: probability (in [0, 1]) that a training image becomes a
+        mosaic of itself and three other images (``detect.data.mosaic``;
+        letterbox only). 0 (the default) leaves the pipeline as it was.
+      mixup_prob: probability (in [0, 1]) that a training image (mosaic or
+        not) is blended with a second one, ratio ~ Beta(32, 32), keeping
+        the boxes of both.
+      close_mosaic: mosaic and mixup are off for the last this many epochs
+        of ``train.epochs`` (>= 0; 0 = never off), as the YOLOv5/v8 recipes
+        do (``for_epoch``).
     """
 
     crop_prob: float = bounded(0.2, ge=0, le=1)
@@ -71,11 +85,25 @@ class AugmentConfig:
     blur_max_kernel: int = bounded(5, ge=3)
     min_visibility: float = bounded(0.25, ge=0, le=1)
     min_box_size: float = bounded(2.0, ge=0)
+    mosaic_prob: float = bounded(0.0, ge=0, le=1)
+    mixup_prob: float = bounded(0.0, ge=0, le=1)
+    close_mosaic: int = bounded(0, ge=0)
 
     def __post_init__(self):
         check_fields(self)
         if self.blur_max_kernel % 2 == 0:
             raise FieldError("blur_max_kernel", f"must be odd, got {self.blur_max_kernel}")
+
+    @property
+    def mixes_images(self):
+        """Whether mosaic or mixup is on (the pipeline then augments groups of images)."""
+        return self.mosaic_prob > 0 or self.mixup_prob > 0
+
+    def for_epoch(self, epoch, epochs):
+        """The config for 0-based ``epoch`` of ``epochs``: mosaic and mixup off in the last ``close_mosaic``."""
+        if self.close_mosaic > 0 and epoch >= epochs - self.close_mosaic and self.mixes_images:
+            return dataclasses.replace(self, mosaic_prob=0.0, mixup_prob=0.0)
+        return self
 
 
 def build_augmenter(cfg=None, seed=None):

@@ -53,6 +53,21 @@ Either way ``transforms.unmap_boxes(boxes, transform)`` maps network-input
 boxes back to original pixels; with augmentation on, ``transform``
 describes the resize only.
 
+Mosaic and mixup (``augment.mosaic_prob`` / ``mixup_prob`` > 0; training,
+letterbox only; ``detect.data.mosaic``): each image is first fitted to
+``image_size`` (``_fit``), then the stream is cut into groups of
+``MOSAIC_GROUP`` images and every member gives one output: a mosaic of it
+and three partners from its group, or its plain augmentation, possibly
+blended with a second such image. The epoch keeps its length, each image is
+read and decoded once, and a seed gives the same mosaics again
+(``deterministic=True`` fixes the groups). For an output that is a mosaic,
+``transform`` and ``original_size`` describe the element's own image (one of
+the four pieces): its resize, its place on the canvas and the zoom (no
+flip), valid for that piece only; the other pieces and a mixup's second
+image are not recorded, so ``unmap_boxes`` has no meaning for such a batch.
+Only training batches can be mosaics, and evaluation builds its own
+``training=False`` pipeline, which never mixes images.
+
 Bad input. tf.data has no try/except, and a failing op ends the epoch.
 So reading (or parsing the Example) and decoding each run in a one-element
 dataset with ``ignore_errors()``, followed by a marker element that is only
@@ -97,6 +112,7 @@ import tensorflow as tf
 from detect.data import transforms
 from detect.data.augment import ThreadLocalAugmenter
 from detect.data.decoding import MIN_DECODED_FRACTION, decode, decode_truncated_jpeg
+from detect.data.mosaic import GroupAugmenter
 from detect.data.records import Record
 from detect.errors import InputError
 from detect.ops import PAD_CLASS  # the project's one padding class (re-exported here for callers)
@@ -117,6 +133,8 @@ _ISOLATION_CYCLE = max(4, os.cpu_count() or 1)  # images read and decoded at onc
 # Salt of the per-image ``min_sides`` stream, so that it is independent of the
 # augmentation seeds that a stream with the plain ``seed`` gives.
 _MIN_SIDES_SALT = 0x6D696E
+# Images per mosaic group: an image's mosaic and mixup partners are drawn from its group.
+MOSAIC_GROUP = 8
 
 log = logging.getLogger(__name__)
 
@@ -317,7 +335,7 @@ def build_dataset(source, *, training, batch_size, image_size=416, max_boxes=100
       max_boxes: boxes per image after padding; extra boxes are dropped with
         a counted warning.
       augment: ``AugmentConfig``, or None for no augmentation. Used only when
-        ``training``.
+        ``training``; its mosaic / mixup need ``resize="letterbox"``.
       multiscale_sizes: letterbox only; sizes (e.g. ``range(320, 609, 32)``)
         to resize whole batches to, a new one every ``multiscale_every``
         batches, chosen by ``seed``. Images are letterboxed to ``image_size``
@@ -369,6 +387,8 @@ def build_dataset(source, *, training, batch_size, image_size=416, max_boxes=100
         if not (1 <= min_side <= max_side) or size_divisor < 1 or not all(1 <= m <= max_side for m in min_sides):
             raise ValueError(f"min_side={min_side}, max_side={max_side}, size_divisor={size_divisor}, "
                              f"min_sides={min_sides}; need 1 <= min_side(s) <= max_side and size_divisor >= 1")
+    if training and augment is not None and augment.mixes_images and resize != "letterbox":
+        raise ValueError("mosaic_prob / mixup_prob work with resize='letterbox' only")
     counter = _DEFAULT_COUNTER if counter is None else counter
     drop_remainder = training if drop_remainder is None else drop_remainder
 
@@ -393,8 +413,11 @@ def build_dataset(source, *, training, batch_size, image_size=416, max_boxes=100
         # scheduling, and different every epoch.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         ds = tf.data.Dataset.zip(ds, seeds)
-        ds = ds.map(_augmenter(ThreadLocalAugmenter(augment), geometry),
-                    num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+        if augment.mixes_images:
+            ds = _mixed_images(ds, augment, geometry, deterministic)
+        else:
+            ds = ds.map(_augmenter(ThreadLocalAugmenter(augment), geometry),
+                        num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     else:
         ds = ds.map(_graph_resizer(geometry), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     divisor = size_divisor if resize == "shortest_side" else None
@@ -682,6 +705,92 @@ def _augmenter(augmenter, geometry):
                 "original_size": tf.shape(x["image"])[:2]}
 
     return step
+
+
+def _fitter(geometry):
+    """Mosaic / mixup, first step: each image resized to fit ``image_size`` (no padding) with ``_fit``."""
+    def run(image, boxes):
+        fitted, boxes, t_fit = _fit(image, boxes, geometry, geometry["min_side"])
+        # Never hand back the input's own buffer (an image already at its fit size): tf.data owns it.
+        fitted = fitted.copy() if np.shares_memory(fitted, image) else fitted
+        return fitted, boxes.astype(np.float32), t_fit.astype(np.float32)
+
+    def on_close(image, boxes):
+        return np.zeros((1, 1, 3), np.uint8), np.array(boxes, np.float32), np.ones(4, np.float32)
+
+    wrapped = _CALLS.wrap(run, on_close)
+
+    def step(x, seed):
+        image, boxes, t_fit = tf.numpy_function(wrapped, [x["image"], x["boxes"]],
+                                                [tf.uint8, tf.float32, tf.float32], stateful=False)
+        image = tf.ensure_shape(image, [None, None, 3])
+        return {"name": x["name"], "image_id": x["image_id"], "image": image, "hw": tf.shape(image)[:2],
+                "boxes": tf.ensure_shape(boxes, [None, 4]), "classes": x["classes"], "ignore": x["ignore"],
+                "num_boxes": tf.shape(x["classes"])[0], "fit": tf.ensure_shape(t_fit, [4]), "seed": seed,
+                "original_size": tf.shape(x["image"])[:2]}
+
+    return step
+
+
+def _group_augmenter(augmenter, size):
+    """Mosaic / mixup, second step: a padded group of fitted images -> as many augmented ``size`` squares."""
+    def run(images, hws, boxes, nums, classes, ignore, fits, seeds):
+        fitted = [images[k, :hws[k, 0], :hws[k, 1]] for k in range(len(seeds))]
+        labels = [(boxes[k, :nums[k]], classes[k, :nums[k]], ignore[k, :nums[k]]) for k in range(len(seeds))]
+        outs = augmenter(fitted, labels, seeds)
+        count = np.array([len(o.labels[1]) for o in outs], np.int32)
+        # At least one (padding) slot: a zero-size array handed back to tf.numpy_function
+        # crashed the process (seen at exit), so none is ever returned.
+        most = max(int(count.max(initial=0)), 1)
+        out_boxes = np.zeros((len(outs), most, 4), np.float32)
+        out_classes = np.full((len(outs), most), PAD_CLASS, np.int32)
+        out_ignore = np.zeros((len(outs), most), bool)
+        for k, o in enumerate(outs):
+            out_boxes[k, :count[k]], out_classes[k, :count[k]], out_ignore[k, :count[k]] = o.labels
+        # The own image's place: its fit, then the output's scale and offset (module docstring).
+        transform = np.array([[f[0] * o.scale[0], f[1] * o.scale[1], o.pad_y, o.pad_x] for f, o in zip(fits, outs)],
+                             np.float32).reshape(-1, 4)
+        return (np.stack([o.image for o in outs]), out_boxes, out_classes, out_ignore, count, transform)
+
+    def on_close(images, hws, boxes, nums, classes, ignore, fits, seeds):
+        g = len(seeds)
+        return (np.zeros((g, size, size, 3), np.uint8), np.zeros((g, 1, 4), np.float32), np.zeros((g, 1), np.int32),
+                np.zeros((g, 1), bool), np.zeros(g, np.int32), np.ones((g, 4), np.float32))
+
+    wrapped = _CALLS.wrap(run, on_close)
+
+    def step(g):
+        image, boxes, classes, ignore, count, transform = tf.numpy_function(
+            wrapped, [g["image"], g["hw"], g["boxes"], g["num_boxes"], g["classes"], g["ignore"], g["fit"], g["seed"]],
+            [tf.uint8, tf.float32, tf.int32, tf.bool, tf.int32, tf.float32], stateful=False)
+        return {"name": g["name"], "image_id": g["image_id"], "image": tf.ensure_shape(image, [None, size, size, 3]),
+                "boxes": tf.ensure_shape(boxes, [None, None, 4]), "classes": tf.ensure_shape(classes, [None, None]),
+                "ignore": tf.ensure_shape(ignore, [None, None]), "count": tf.ensure_shape(count, [None]),
+                "transform": tf.ensure_shape(transform, [None, 4]), "original_size": g["original_size"]}
+
+    return step
+
+
+def _cut_boxes(x):
+    n = x.pop("count")
+    return dict(x, boxes=x["boxes"][:n], classes=x["classes"][:n], ignore=x["ignore"][:n])
+
+
+def _mixed_images(ds, augment, geometry, deterministic):
+    """Mosaic and mixup (``detect.data.mosaic``): (image, seed) elements in, augmented ``image_size`` squares out.
+
+    Images are fitted one by one, then gathered in groups of ``MOSAIC_GROUP``
+    in stream order (after the shuffle); each member gives one output, whose
+    mosaic partners and mixup partner come from its group. So the epoch keeps
+    its length, every image is decoded once, and the result depends only on
+    the seed (with ``deterministic``, which fixes the groups).
+    """
+    size = geometry["image_size"]
+    ds = ds.map(_fitter(geometry), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    ds = ds.padded_batch(MOSAIC_GROUP)
+    ds = ds.map(_group_augmenter(GroupAugmenter(augment, size), size), num_parallel_calls=AUTOTUNE,
+                deterministic=deterministic)
+    return ds.unbatch().map(_cut_boxes)
 
 
 def _graph_resizer(geometry):

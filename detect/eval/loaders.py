@@ -126,7 +126,7 @@ def resolve_voc_split(root, split=None):
                      f"{', '.join(available) or 'none found'}")
 
 
-def load_voc_gt(root, split=None, class_names=None, skip_unknown=False):
+def load_voc_gt(root, split=None, class_names=None, skip_unknown=False, allow_outside_root=False):
     """Loads one split of a VOC-layout dataset as ground truth.
 
     Args:
@@ -136,6 +136,8 @@ def load_voc_gt(root, split=None, class_names=None, skip_unknown=False):
         (the 20 VOC classes when every name in ``Annotations/`` is one of
         them, else the sorted names), the rule training uses too.
       skip_unknown: drop objects of classes outside ``class_names``.
+      allow_outside_root: accept image paths that leave ``root`` (a config's
+        ``data.allow_outside_root``), as training does.
 
     Returns:
       ``GroundTruth``: image ids are the file stems, sorted; boxes are our
@@ -146,7 +148,7 @@ def load_voc_gt(root, split=None, class_names=None, skip_unknown=False):
     split = resolve_voc_split(root, split)
     if class_names is None:
         class_names = default_voc_classes(root)
-    records = read_voc(root, split, class_names, skip_unknown)
+    records = read_voc(root, split, class_names, skip_unknown, allow_outside_root=allow_outside_root)
     return records_ground_truth(records, class_names, source=str(root))
 
 

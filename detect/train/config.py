@@ -36,6 +36,12 @@ class TrainConfig:
       eval_every: epochs between validation passes (the last epoch always), >= 1.
       log_every: steps between TensorBoard scalars, >= 1.
       seed: seed of weights, data order and augmentation, in [0, 2**32 - 1].
+      ema: validate and export an exponential moving average of the weights
+        (YOLOv5's ModelEMA; ``detect.train.engine``); off by default.
+      ema_decay: the EMA's decay after its warm-up ramp, in [0, 1).
+      ema_tau: the ramp's time constant in steps, > 0: the decay after n
+        steps is ``ema_decay * (1 - exp(-n / ema_tau))`` (YOLOv5: 2000;
+        a run of fewer steps averages little).
     """
 
     epochs: int = bounded(30, ge=1)
@@ -56,6 +62,9 @@ class TrainConfig:
     eval_every: int = bounded(1, ge=1)
     log_every: int = bounded(20, ge=1)
     seed: int = bounded(0, ge=0, le=MAX_SEED)
+    ema: bool = False
+    ema_decay: float = bounded(0.9999, ge=0, lt=1)
+    ema_tau: float = bounded(2000.0, gt=0)
 
     def __post_init__(self):
         check_fields(self)

@@ -127,7 +127,8 @@ def score_results(config, split, class_names, records, results, metric=None, sav
         results = [dict(r, category_id=category_id[r["category_id"]]) for r in results]
         load_dets = load_coco_dets
     elif data_cfg.format in ("voc", "shapes"):
-        gt = load_voc_gt(dataset_root(data_cfg), split, class_names, skip_unknown=data_cfg.skip_unknown)
+        gt = load_voc_gt(dataset_root(data_cfg), split, class_names, skip_unknown=data_cfg.skip_unknown,
+                         allow_outside_root=data_cfg.allow_outside_root)
         load_dets = load_voc_dets
     else:
         # No ground-truth file of its own: the records the model was run on.

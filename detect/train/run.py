@@ -23,6 +23,10 @@ def make_datasets(config, train_records, val_records, strategy, train_skipped=()
     ``train_skipped``: the ``InputError`` of each training image left out
     when the split was read; each epoch counts them among its skipped
     images, so the end-of-epoch summary names them with the others.
+
+    Close mosaic: the last ``data.augment.close_mosaic`` of ``train.epochs``
+    (0-based ``epoch``) train without mosaic and mixup
+    (``AugmentConfig.for_epoch``).
     """
     from detect.data.pipeline import build_dataset, pipeline_stats
 
@@ -36,7 +40,7 @@ def make_datasets(config, train_records, val_records, strategy, train_skipped=()
             pipeline_stats().skip(error.source, error.message, strict=False)
         return build_dataset(
             train_records, training=True, batch_size=train.batch_size, max_boxes=data.max_boxes,
-            augment=data.augment, multiscale_sizes=data.multiscale_sizes or None,
+            augment=data.augment.for_epoch(epoch, train.epochs), multiscale_sizes=data.multiscale_sizes or None,
             multiscale_every=data.multiscale_every, min_sides=data.min_sides, seed=train.seed + epoch,
             strict=data.strict, **geometry)
 
