@@ -1,6 +1,8 @@
 """Small helpers shared by the command-line tools."""
 
 import argparse
+import os
+import sys
 
 
 def parse_class_names(items):
@@ -23,3 +25,15 @@ def class_names_arg(text):
         return parse_class_names(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def exit_now(code):
+    """Ends a tool with ``code`` once its output is flushed, skipping interpreter teardown.
+
+    tf.data threads running Python (``tf.numpy_function``) can abort the
+    teardown with "terminate called without an active exception", turning a
+    finished run into a failed exit status.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -114,3 +114,17 @@ def test_rescale_transform_keeps_mapping_exact():
     t2 = rescale_transform(t, 320 / 416)
     np.testing.assert_allclose(map_boxes(boxes, t2), map_boxes(boxes, t) * 320 / 416, rtol=1e-6)
     np.testing.assert_allclose(unmap_boxes(map_boxes(boxes, t) * 320 / 416, t2), boxes, atol=1e-4)
+
+
+def test_pad_to_multiple_pads_zeros_at_bottom_right_for_images_and_batches():
+    from detect.data.transforms import pad_to_multiple_tf
+
+    image = np.arange(5 * 7 * 3, dtype=np.float32).reshape(5, 7, 3) + 1
+    out = pad_to_multiple_tf(tf.constant(image), 4).numpy()
+    assert out.shape == (8, 8, 3)
+    np.testing.assert_array_equal(out[:5, :7], image)
+    assert (out[5:] == 0).all() and (out[:, 7:] == 0).all()
+    batch = pad_to_multiple_tf(tf.constant(np.stack([image, image])), 8).numpy()
+    assert batch.shape == (2, 8, 8, 3)
+    np.testing.assert_array_equal(batch[1, :5, :7], image)
+    assert pad_to_multiple_tf(tf.constant(image[:4, :4]), 4).shape == (4, 4, 3)  # already a multiple

@@ -35,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from detect.cli import exit_now  # noqa: E402
+
 
 def median_seconds(fn, repeats):
     """Median wall time of fn() after one warm-up call."""
@@ -1012,8 +1014,4 @@ if __name__ == "__main__":
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         code = 2
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Skip interpreter teardown: tf.data threads running Python
-    # (tf.numpy_function) can abort it with 'terminate called ...'.
-    os._exit(code)
+    exit_now(code)

@@ -27,6 +27,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from detect.cli import exit_now  # noqa: E402
 from detect.errors import InputError  # noqa: E402
 
 EXIT_OK = 0
@@ -113,6 +114,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
     code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_now(code)

@@ -31,7 +31,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detect.cli import class_names_arg  # noqa: E402
+from detect.cli import class_names_arg, exit_now  # noqa: E402
 from detect.errors import InputError  # noqa: E402
 
 EXIT_OK = 0
@@ -206,6 +206,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
     code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_now(code)

@@ -32,7 +32,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detect.cli import class_names_arg  # noqa: E402
+from detect.cli import class_names_arg, exit_now  # noqa: E402
 from detect.errors import InputError  # noqa: E402
 from detect.eval.files import METRICS, evaluate_files  # noqa: E402
 from detect.eval.report import format_table, result_to_json, write_plots  # noqa: E402
@@ -96,8 +96,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
     code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Skip interpreter teardown: tf.data threads running Python
-    # (tf.numpy_function) can abort it with 'terminate called ...'.
-    os._exit(code)
+    exit_now(code)

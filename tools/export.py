@@ -35,6 +35,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from detect.cli import exit_now  # noqa: E402
 from detect.errors import InputError  # noqa: E402
 
 EXIT_OK = 0
@@ -105,8 +106,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
     code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Skip interpreter teardown, as tools/eval.py does: tf.data threads running
-    # Python (tf.numpy_function) can abort it with 'terminate called ...'.
-    os._exit(code)
+    exit_now(code)

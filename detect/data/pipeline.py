@@ -822,7 +822,7 @@ def _padder(max_boxes, counter, size_divisor=None):
         with tf.control_dependencies([flag]):
             boxes = tf.pad(x["boxes"][:keep], [[0, pad], [0, 0]])
         image_hw = tf.shape(x["image"], out_type=tf.int32)[:2]
-        image = x["image"] if size_divisor is None else _pad_to_multiple(x["image"], image_hw, size_divisor)
+        image = x["image"] if size_divisor is None else transforms.pad_to_multiple_tf(x["image"], size_divisor)
         return {
             "image": image,
             "image_hw": image_hw,
@@ -837,12 +837,6 @@ def _padder(max_boxes, counter, size_divisor=None):
         }
 
     return step
-
-
-def _pad_to_multiple(image, image_hw, divisor):
-    """[H, W, C] -> [ceil(H / d) * d, ceil(W / d) * d, C], zeros at the bottom and right."""
-    extra = tf.math.floormod(-image_hw, divisor)
-    return tf.pad(image, [[0, extra[0]], [0, extra[1]], [0, 0]])
 
 
 def _min_side_picks(min_sides, seed):

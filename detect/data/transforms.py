@@ -204,6 +204,24 @@ def resize_shortest_side_tf(image, min_side, max_side):
     return out, tf.stack([new_h / height, new_w / width, 0.0, 0.0])
 
 
+def pad_to_multiple_tf(image, divisor):
+    """Zeros at the bottom and right up to a multiple of ``divisor``: the
+    shortest-side layout's padding (the transform is unchanged).
+
+    Args:
+      image: [H, W, C] or [B, H, W, C].
+      divisor: Python int or int scalar tensor.
+
+    Returns:
+      [..., ceil(H / d) * d, ceil(W / d) * d, C].
+    """
+    import tensorflow as tf
+
+    extra = tf.math.floormod(-tf.shape(image)[-3:-1], divisor)
+    leading = [[0, 0]] * (image.shape.rank - 3)
+    return tf.pad(image, leading + [[0, extra[0]], [0, extra[1]], [0, 0]])
+
+
 def rescale_transform(transform, factor):
     """The transform after the network input is resized once more by ``factor``.
 

@@ -18,7 +18,7 @@ the resize, so one trace serves every input size.
 
 import tensorflow as tf
 
-from detect.data.transforms import letterbox_tf, resize_shortest_side_tf, unmap_boxes
+from detect.data.transforms import letterbox_tf, pad_to_multiple_tf, resize_shortest_side_tf, unmap_boxes
 
 
 def preprocess(images, data_cfg):
@@ -41,9 +41,7 @@ def preprocess(images, data_cfg):
     else:
         out, transform = resize_shortest_side_tf(images, data_cfg.min_side, data_cfg.max_side)
         extent = tf.shape(out)[1:3]
-        # The pipeline pads each image at the bottom and right to a multiple of the divisor.
-        extra = tf.math.floormod(-extent, data_cfg.size_divisor)
-        out = tf.pad(out, [[0, 0], [0, extra[0]], [0, extra[1]], [0, 0]])
+        out = pad_to_multiple_tf(out, data_cfg.size_divisor)  # as the pipeline pads each image
     image_hw = tf.tile(extent[None], [batch, 1])
     return out, image_hw, tf.tile(transform[None], [batch, 1])
 
