@@ -10,6 +10,7 @@ from hypothesis.extra import numpy as hnp
 from compile_check import assert_same_compiled
 from detect.ops import (
     DEFAULT_SCALE_CLAMP,
+    aligned_iou,
     box_area,
     clip_boxes,
     convert_boxes,
@@ -130,6 +131,86 @@ def test_iou_eager_equals_compiled_two_shapes():
     rng = np.random.default_rng(2)
     assert_same_compiled(iou, random_boxes(rng, 9), random_boxes(rng, 4))
     assert_same_compiled(iou, random_boxes(rng, 12).reshape(2, 6, 4), random_boxes(rng, 10).reshape(2, 5, 4))
+
+
+# ---- paired IoU variants (box-regression losses) ----------------------------
+
+
+def aligned_iou_reference(a, b, kind):
+    """GIoU / DIoU / CIoU of one pair, written from the papers' definitions."""
+    ax1, ay1, ax2, ay2 = map(float, a)
+    bx1, by1, bx2, by2 = map(float, b)
+    overlap = iou_loop(np.array([a]), np.array([b]))[0, 0]
+    iw = max(min(ax2, bx2) - max(ax1, bx1), 0.0)
+    ih = max(min(ay2, by2) - max(ay1, by1), 0.0)
+    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - iw * ih
+    cw, ch = max(ax2, bx2) - min(ax1, bx1), max(ay2, by2) - min(ay1, by1)
+    if kind == "iou":
+        return overlap
+    if kind == "giou":
+        return overlap - (cw * ch - union) / (cw * ch)
+    rho2 = ((ax1 + ax2) / 2 - (bx1 + bx2) / 2) ** 2 + ((ay1 + ay2) / 2 - (by1 + by2) / 2) ** 2
+    diou = overlap - rho2 / (cw ** 2 + ch ** 2)
+    if kind == "diou":
+        return diou
+    v = 4 / math.pi ** 2 * (math.atan((bx2 - bx1) / (by2 - by1)) - math.atan((ax2 - ax1) / (ay2 - ay1))) ** 2
+    alpha = v / ((1 - overlap) + v) if v > 0 else 0.0
+    return diou - alpha * v
+
+
+def test_aligned_iou_hand_case():
+    # 10 x 10 boxes offset by (5, 5): IoU 25 / 175; enclosing box 15 x 15.
+    a, b = [[0.0, 0.0, 10.0, 10.0]], [[5.0, 5.0, 15.0, 15.0]]
+    assert float(aligned_iou(a, b, "iou")[0]) == pytest.approx(1 / 7, rel=1e-6)
+    assert float(aligned_iou(a, b, "giou")[0]) == pytest.approx(1 / 7 - (225 - 175) / 225, rel=1e-6)
+    assert float(aligned_iou(a, b, "diou")[0]) == pytest.approx(1 / 7 - 50 / 450, rel=1e-6)
+    assert float(aligned_iou(a, b, "ciou")[0]) == pytest.approx(1 / 7 - 50 / 450, rel=1e-6)  # same aspect: v = 0
+    # Disjoint boxes: GIoU and DIoU go below 0, which plain IoU cannot tell apart.
+    far = [[30.0, 0.0, 40.0, 10.0]]
+    assert float(aligned_iou(a, far, "iou")[0]) == 0.0
+    assert float(aligned_iou(a, far, "giou")[0]) == pytest.approx(-(400 - 200) / 400, rel=1e-6)
+    assert float(aligned_iou(a, far, "diou")[0]) == pytest.approx(-900 / (1600 + 100), rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["iou", "giou", "diou", "ciou"])
+def test_aligned_iou_matches_reference(kind):
+    rng = np.random.default_rng(7)
+    a, b = random_boxes(rng, 64).reshape(2, 32, 4), random_boxes(rng, 64).reshape(2, 32, 4)
+    got = aligned_iou(a, b, kind).numpy()
+    assert got.shape == (2, 32)
+    expected = np.array([aligned_iou_reference(x, y, kind) for x, y in zip(a.reshape(-1, 4), b.reshape(-1, 4))])
+    np.testing.assert_allclose(got.ravel(), expected, atol=2e-6)
+    if kind == "iou":  # the diagonal of the all-pairs op
+        np.testing.assert_allclose(got, np.diagonal(iou(a, b).numpy(), axis1=1, axis2=2), atol=1e-6)
+    assert_same_compiled(lambda x, y: aligned_iou(x, y, kind), a, b)
+
+
+def test_aligned_iou_degenerate_boxes_and_gradient():
+    zero = np.zeros((1, 4), np.float32)
+    for kind in ("iou", "giou", "diou", "ciou"):
+        value = aligned_iou(zero, zero, kind).numpy()
+        assert np.isfinite(value).all() and value[0] == 0.0, kind
+    # CIoU's alpha is a constant for the gradient: d/dx of the CIoU equals
+    # that of DIoU - alpha * v with alpha frozen at its value.
+    a = tf.Variable([[2.0, 1.0, 12.0, 21.0]])
+    b = tf.constant([[0.0, 0.0, 10.0, 10.0]])
+    with tf.GradientTape() as tape:
+        value = aligned_iou(a, b, "ciou")
+    grad = tape.gradient(value, a).numpy()
+    box = a.numpy()[0].astype(np.float64)
+    overlap = iou_loop(box[None], b.numpy())[0, 0]
+    v = 4 / math.pi ** 2 * (math.atan(1.0) - math.atan((box[2] - box[0]) / (box[3] - box[1]))) ** 2
+    alpha = v / (1 - overlap + v)
+
+    def frozen(x):
+        xv = 4 / math.pi ** 2 * (math.atan(1.0) - math.atan((x[2] - x[0]) / (x[3] - x[1]))) ** 2
+        return aligned_iou_reference(x, b.numpy()[0], "diou") - alpha * xv
+
+    eps = 1e-4
+    numeric = [(frozen(box + eps * np.eye(4)[i]) - frozen(box - eps * np.eye(4)[i])) / (2 * eps) for i in range(4)]
+    np.testing.assert_allclose(grad[0], numeric, rtol=1e-3, atol=1e-5)
+    with pytest.raises(ValueError, match="kind"):
+        aligned_iou(zero, zero, "eiou")
 
 
 # ---- box coder -------------------------------------------------------------

@@ -118,6 +118,65 @@ def iou(boxes1, boxes2):
     return tf.math.divide_no_nan(inter, union)
 
 
+IOU_KINDS = ("iou", "giou", "diou", "ciou")
+
+
+def aligned_iou(boxes1, boxes2, kind="iou"):
+    """IoU, GIoU, DIoU or CIoU of boxes paired element by element.
+
+    Unlike ``iou`` (all pairs), box i of one set meets only box i of the
+    other; this is what a box-regression loss needs (``1 - aligned_iou``).
+
+    - GIoU (Rezatofighi et al. 2019): ``IoU - (C - U) / C``, C the area of
+      the smallest enclosing box, U the union.
+    - DIoU (Zheng et al. 2020): ``IoU - rho^2 / c^2``, rho the distance of
+      the centres, c the diagonal of the enclosing box.
+    - CIoU (same paper): DIoU ``- alpha * v``, with
+      ``v = 4 / pi^2 * (atan(w2 / h2) - atan(w1 / h1))^2`` and
+      ``alpha = v / (1 - IoU + v)``; alpha is a constant for the gradient,
+      as in the paper.
+
+    Degenerate pairs (zero union or zero enclosing box) give 0 terms, never
+    NaN.
+
+    Args:
+      boxes1: [..., 4] xyxy.
+      boxes2: [..., 4] xyxy, broadcastable against ``boxes1``.
+      kind: one of ``IOU_KINDS``.
+
+    Returns:
+      [...] values in [-1, 1] (IoU in [0, 1]).
+    """
+    if kind not in IOU_KINDS:
+        raise ValueError(f"kind must be one of {IOU_KINDS}, got {kind!r}")
+    a = _as_float(boxes1)
+    b = tf.cast(_as_float(boxes2), a.dtype)
+    inter_w = tf.maximum(tf.minimum(a[..., 2], b[..., 2]) - tf.maximum(a[..., 0], b[..., 0]), 0.0)
+    inter_h = tf.maximum(tf.minimum(a[..., 3], b[..., 3]) - tf.maximum(a[..., 1], b[..., 1]), 0.0)
+    inter = inter_w * inter_h
+    union = box_area(a) + box_area(b) - inter
+    overlap = tf.math.divide_no_nan(inter, union)
+    if kind == "iou":
+        return overlap
+    enclose_w = tf.maximum(a[..., 2], b[..., 2]) - tf.minimum(a[..., 0], b[..., 0])
+    enclose_h = tf.maximum(a[..., 3], b[..., 3]) - tf.minimum(a[..., 1], b[..., 1])
+    if kind == "giou":
+        enclose = enclose_w * enclose_h
+        return overlap - tf.math.divide_no_nan(enclose - union, enclose)
+    centre_dx = 0.5 * (a[..., 0] + a[..., 2] - b[..., 0] - b[..., 2])
+    centre_dy = 0.5 * (a[..., 1] + a[..., 3] - b[..., 1] - b[..., 3])
+    distance = tf.math.divide_no_nan(tf.square(centre_dx) + tf.square(centre_dy),
+                                     tf.square(enclose_w) + tf.square(enclose_h))
+    if kind == "diou":
+        return overlap - distance
+    # atan(w / h) written as atan2 so that a zero height gives pi / 2, not NaN.
+    angle_a = tf.atan2(a[..., 2] - a[..., 0], a[..., 3] - a[..., 1])
+    angle_b = tf.atan2(b[..., 2] - b[..., 0], b[..., 3] - b[..., 1])
+    aspect = (4.0 / math.pi ** 2) * tf.square(angle_b - angle_a)
+    alpha = tf.stop_gradient(tf.math.divide_no_nan(aspect, 1.0 - overlap + aspect))
+    return overlap - distance - alpha * aspect
+
+
 def encode_boxes(boxes, anchors, weights=(1.0, 1.0, 1.0, 1.0)):
     """Faster R-CNN box deltas ``(tx, ty, tw, th)`` of boxes relative to anchors.
 

@@ -2,7 +2,10 @@
 
 Each ground-truth box is the responsibility of one anchor: the one, over
 all levels, whose shape overlaps it best (IoU of sizes on a shared centre),
-in the grid cell holding the box centre. That anchor is trained on
+in the grid cell holding the box centre. With ``assign_thresh`` below 1,
+every other anchor whose shape overlaps the box by more than it is
+responsible too (YOLOv4's ``iou_thresh``): more positives per object, which
+is what a small dataset lacks. Responsible anchors are trained on
 coordinates (``sigmoid(tx) + cx`` and ``log(w / pw)`` targets), objectness 1
 and the class. Every other prediction is trained towards objectness 0,
 unless its decoded box overlaps some ground truth by more than
@@ -15,10 +18,11 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from detect.config import bounded, check_fields, one_of
-from detect.ops import iou
+from detect.ops import aligned_iou, iou
 
 LOSS_NAMES = ("loss_box", "loss_obj", "loss_cls")
 CLASS_LOSSES = ("bce", "softmax")
+BOX_LOSSES = ("mse", "giou", "diou", "ciou")
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,12 @@ class YoloLossConfig:
       class_loss: "bce" (sigmoid per class, YOLOv3) or "softmax" (YOLOv2).
       scale_by_size: weight coordinates by ``2 - w * h / image area`` so
         small boxes count more (YOLOv3).
+      assign_thresh: besides the best anchor, anchors whose shape IoU with a
+        box exceeds this are responsible for it too (YOLOv4 uses 0.213); in
+        [0, 1], 1 (the default) keeps YOLOv3's one anchor per box.
+      box_loss: "mse" (YOLOv3: squared error of ``sigmoid(tx)`` and ``tw``)
+        or "giou" / "diou" / "ciou": ``1 - aligned_iou`` of the decoded box
+        and the ground truth (YOLOv4 uses CIoU), weighted like "mse".
     """
 
     lambda_coord: float = bounded(5.0, ge=0)
@@ -44,6 +54,8 @@ class YoloLossConfig:
     ignore_thresh: float = bounded(0.6, ge=0, le=1)
     class_loss: str = one_of("bce", CLASS_LOSSES)
     scale_by_size: bool = True
+    assign_thresh: float = bounded(1.0, ge=0, le=1)
+    box_loss: str = one_of("mse", BOX_LOSSES)
 
     def __post_init__(self):
         check_fields(self)
@@ -103,14 +115,19 @@ def yolo_loss(outputs, anchors, strides, batch, num_classes, config=YoloLossConf
     image_hw = tf.cast(tf.shape(batch["image"])[1:3], tf.float32)
 
     all_anchors = tf.concat([tf.cast(a, tf.float32) for a in anchors], 0)  # [A_total, 2]
-    level_of_anchor = tf.concat([tf.fill([len(a)], i) for i, a in enumerate(anchors)], 0)
-    first_of_level = tf.constant([sum(len(a) for a in anchors[:i]) for i in range(len(anchors))])
+    first_of_level = [sum(len(a) for a in anchors[:i]) for i in range(len(anchors))]
     gt_wh = boxes[..., 2:4] - boxes[..., 0:2]
     gt_centre = 0.5 * (boxes[..., 0:2] + boxes[..., 2:4])
-    best_anchor = tf.argmax(_wh_iou(gt_wh, all_anchors), axis=-1, output_type=tf.int32)  # [B, N]
-    best_level = tf.gather(level_of_anchor, best_anchor)
+    shape_iou = _wh_iou(gt_wh, all_anchors)  # [B, N, A_total]
+    best_anchor = tf.argmax(shape_iou, axis=-1, output_type=tf.int32)  # [B, N]
+    responsible = tf.equal(best_anchor[..., None], tf.range(tf.shape(all_anchors)[0])) | (
+        shape_iou > config.assign_thresh)
+    responsible &= positive_gt[..., None]  # [B, N, A_total]
     size_weight = 2.0 - gt_wh[..., 0] * gt_wh[..., 1] / (image_hw[0] * image_hw[1]) if config.scale_by_size \
         else tf.ones_like(gt_wh[..., 0])
+    # Per object: size weight, class, then its box; [B, N, 6].
+    object_target = tf.concat([size_weight[..., None], tf.cast(tf.maximum(classes, 0), tf.float32)[..., None],
+                               boxes], -1)
 
     loss_box = tf.constant(0.0)
     loss_obj = tf.constant(0.0)
@@ -120,26 +137,29 @@ def yolo_loss(outputs, anchors, strides, batch, num_classes, config=YoloLossConf
         level_anchors = tf.cast(level_anchors, tf.float32)
         shape = tf.shape(raw)
         height, width, num_a = shape[1], shape[2], shape[3]
+        first = first_of_level[level]
 
-        # Responsible (batch, y, x, anchor) of each ground truth on this level;
-        # the others are routed to a spare anchor slot that is cut off below.
-        mine = positive_gt & tf.equal(best_level, level)
+        # Responsible (batch, y, x, anchor) slots of each ground truth on this
+        # level, [B, N, A_l]; the others are routed to a spare anchor slot
+        # that is cut off below.
+        mine = responsible[:, :, first:first + len(level_anchors)]
         cell = tf.cast(tf.floor(gt_centre / stride), tf.int32)
         cell_x = tf.clip_by_value(cell[..., 0], 0, width - 1)
         cell_y = tf.clip_by_value(cell[..., 1], 0, height - 1)
-        anchor_idx = tf.where(mine, best_anchor - first_of_level[level], num_a)
-        batch_idx = tf.broadcast_to(tf.range(batch_size)[:, None], tf.shape(classes))
-        index = tf.stack([batch_idx, cell_y, cell_x, anchor_idx], -1)  # [B, N, 4]
+        anchor_idx = tf.where(mine, tf.range(num_a), num_a)
+        index = tf.stack([tf.broadcast_to(tf.range(batch_size)[:, None, None], tf.shape(mine)),
+                          tf.broadcast_to(cell_y[..., None], tf.shape(mine)),
+                          tf.broadcast_to(cell_x[..., None], tf.shape(mine)), anchor_idx], -1)  # [B, N, A_l, 4]
         grid_shape = tf.stack([batch_size, height, width, num_a + 1])
-        anchor_wh = tf.gather(tf.concat([level_anchors, tf.ones([1, 2])], 0), anchor_idx)  # [B, N, 2]
         target_xy = gt_centre / stride - tf.cast(tf.stack([cell_x, cell_y], -1), tf.float32)
-        target_wh = tf.math.log(tf.maximum(gt_wh, 1e-6) / anchor_wh)
-        targets = tf.concat([target_xy, target_wh, size_weight[..., None],
-                             tf.cast(tf.maximum(classes, 0), tf.float32)[..., None]], -1)  # [B, N, 6]
+        target_wh = tf.math.log(tf.maximum(gt_wh, 1e-6)[:, :, None, :] / level_anchors)  # [B, N, A_l, 2]
+        targets = tf.concat([tf.broadcast_to(target_xy[:, :, None, :], tf.shape(target_wh)), target_wh,
+                             tf.broadcast_to(object_target[:, :, None, :], tf.concat([tf.shape(mine), [6]], 0))],
+                            -1)  # [B, N, A_l, 10]
         # Objects sharing a slot (same cell and anchor): one of them wins.
         target_grid = tf.tensor_scatter_nd_update(
-            tf.zeros(tf.concat([grid_shape, [6]], 0)), index, targets)[:, :, :, :num_a]
-        object_mask = tf.scatter_nd(index, tf.ones_like(classes, tf.float32), grid_shape)[:, :, :, :num_a]
+            tf.zeros(tf.concat([grid_shape, [10]], 0)), index, targets)[:, :, :, :num_a]
+        object_mask = tf.scatter_nd(index, tf.ones(tf.shape(mine)), grid_shape)[:, :, :, :num_a]
         object_mask = tf.minimum(object_mask, 1.0)  # [B, H, W, A]
 
         # Background predictions overlapping a ground truth are ignored.
@@ -150,9 +170,13 @@ def yolo_loss(outputs, anchors, strides, batch, num_classes, config=YoloLossConf
                                   tf.shape(object_mask))
         background = (1.0 - object_mask) * tf.cast(best_overlap <= config.ignore_thresh, tf.float32)
 
-        xy_err = tf.reduce_sum(tf.square(tf.sigmoid(raw[..., 0:2]) - target_grid[..., 0:2]), -1)
-        wh_err = tf.reduce_sum(tf.square(raw[..., 2:4] - target_grid[..., 2:4]), -1)
-        loss_box += tf.reduce_sum(object_mask * target_grid[..., 4] * (xy_err + wh_err))
+        if config.box_loss == "mse":
+            xy_err = tf.reduce_sum(tf.square(tf.sigmoid(raw[..., 0:2]) - target_grid[..., 0:2]), -1)
+            wh_err = tf.reduce_sum(tf.square(raw[..., 2:4] - target_grid[..., 2:4]), -1)
+            box_err = xy_err + wh_err
+        else:
+            box_err = 1.0 - aligned_iou(pred_boxes, target_grid[..., 6:10], config.box_loss)
+        loss_box += tf.reduce_sum(object_mask * target_grid[..., 4] * box_err)
 
         obj_logit = raw[..., 4]
         obj_bce_pos = tf.nn.sigmoid_cross_entropy_with_logits(tf.ones_like(obj_logit), obj_logit)
