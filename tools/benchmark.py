@@ -4,7 +4,7 @@
     python tools/benchmark.py ops [--repeats 7]
     python tools/benchmark.py eval [--images 5000]
     python tools/benchmark.py train --config configs/yolo_shapes.yaml [--steps 20] [--rounds 5] [--stage NAME] [--set ...]
-    python tools/benchmark.py data [--repeats 5]
+    python tools/benchmark.py data [--repeats 5] [--config configs/yolo_bccd.yaml]
     python tools/benchmark.py infer --config configs/yolov3_coco.yaml [--weights W] [--precision bfloat16]
 
 Each line prints the median wall time of ours and of the reference, the
@@ -675,6 +675,7 @@ def bench_eval(num_images):
 
 BCCD = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "BCCD"
 BCCD_CLASSES = ("RBC", "WBC", "Platelets")
+DATA_STEP_CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "yolo_bccd.yaml")
 
 
 def _pipeline_rate(make_dataset, images_per_round, rounds):
@@ -704,9 +705,15 @@ def _pipeline_rate(make_dataset, images_per_round, rounds):
     return first_batch, warmup, rates, cpu_per_image
 
 
-def bench_data(rounds):
-    import tempfile
+def bench_data(rounds, config_path=DATA_STEP_CONFIG, overrides=()):
+    """The YOLO training pipeline on BCCD, plain and with mosaic / mixup, against a training step.
 
+    Every row is images/s of the pipeline alone; the last line times the
+    bare training step of ``config_path`` (its model, loss, optimizer and
+    batch size, on batches of its own pipeline) in the same process, and each
+    row is also given as a multiple of it: the pipeline must stay well ahead
+    of the step it feeds (goal with mosaic: >= 3x).
+    """
     import tensorflow as tf
 
     from detect.data import read_voc
@@ -725,26 +732,83 @@ def bench_data(rounds):
           f"full augmentation (AugmentConfig defaults), batch 16, shuffle; median of {rounds} rounds "
           f"of {len(records)} images after a warm-up of one round", flush=True)
 
-    def pipeline(source):
-        return lambda: build_dataset(source, training=True, batch_size=16, image_size=416, augment=AugmentConfig())
+    def pipeline(source, **augment):
+        # A mosaic holds about four images' boxes, hence the larger max_boxes.
+        return lambda: build_dataset(source, training=True, batch_size=16, image_size=416, max_boxes=256,
+                                     augment=AugmentConfig(**augment))
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         write_tfrecords(records, tmp, num_shards=8, prefix="bccd")
         print(f"wrote 8 TFRecord shards in {time.perf_counter() - start:.1f} s (not counted)", flush=True)
-        for name, source in (("image files", records), ("TFRecord", tmp)):
-            first, warmup, rates, cpu = _pipeline_rate(pipeline(source), len(records), rounds)
+        rows = (("image files", records, {}), ("TFRecord", tmp, {}),
+                ("TFRecord, mosaic 1.0", tmp, {"mosaic_prob": 1.0}),
+                ("TFRecord, mosaic 1.0 + mixup 0.5", tmp, {"mosaic_prob": 1.0, "mixup_prob": 0.5}))
+        for name, source, augment in rows:
+            first, warmup, rates, cpu = _pipeline_rate(pipeline(source, **augment), len(records), rounds)
             results[name] = float(np.median(rates))
             # Wall rate x CPU per image well under the core count means other processes took the cores.
-            print(f"{name:<12} warm-up: first batch {first:.2f} s, first round {warmup:.2f} s | "
+            print(f"{name:<33} warm-up: first batch {first:.2f} s, first round {warmup:.2f} s | "
                   f"{results[name]:7.1f} images/s (rounds: {', '.join(f'{r:.0f}' for r in rates)}) | "
                   f"CPU {cpu * 1e3:.1f} ms per image, all threads", flush=True)
     goal = 150.0
     print(f"goal: >= {goal:.0f} images/s from TFRecord with full augmentation: "
           f"{'met' if results['TFRecord'] >= goal else 'NOT met'} ({results['TFRecord']:.1f})")
     print(pipeline_stats().summary())
+    step_rate, label = _training_step_rate(config_path, overrides)
+    print(f"training step of {label}: {step_rate:.1f} images/s (bare tf.function step, median of 3 rounds)")
+    for name, rate in results.items():
+        print(f"  {name:<33} x{rate / step_rate:.1f} the training step")
+    mosaic = results["TFRecord, mosaic 1.0"] / step_rate
+    print(f"goal: pipeline with mosaic >= 3x the training step: {'met' if mosaic >= 3 else 'NOT met'} "
+          f"(x{mosaic:.1f})")
     return 0
+
+
+def _bare_step(task, optimizer, variables):
+    """A ``tf.function`` training step with nothing around it: forward, loss, gradients, update."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def step(batch):
+        with tf.GradientTape() as tape:
+            loss = task.losses(task.forward(batch, training=True), batch)["loss"]
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    return step
+
+
+def _training_step_rate(config_path, overrides=(), steps=10, rounds=3):
+    """(images/s of a config's bare training step on cached batches of its own pipeline, a label)."""
+    from detect.train.data import class_names_of, load_records, prepare_data
+    from detect.train.engine import build_optimizer
+    from detect.train.experiment import load_experiment
+    from detect.train.run import build_task, make_datasets
+
+    config = load_experiment(config_path, overrides)
+    prepare_data(config.data)
+    names = class_names_of(config.data)
+    records = load_records(config.data, config.data.train_split, names)
+    task = build_task(config, len(names))
+    train_data, _, _ = make_datasets(config, records, records, strategy=None)
+    iterator = iter(train_data(0).repeat())
+    batches = [next(iterator) for _ in range(steps)]
+    del iterator
+    variables = task.model.trainable_variables
+    optimizer = build_optimizer(config.train, steps, 1)
+    optimizer.build(variables)
+    step = _bare_step(task, optimizer, variables)
+    times = []
+    for _ in range(rounds + 1):  # the first round traces
+        start = time.perf_counter()
+        for batch in batches:
+            loss = step(batch)
+        float(loss)
+        times.append(time.perf_counter() - start)
+    images = steps * config.train.batch_size
+    return images / float(np.median(times[1:])), f"{Path(config_path).name} (batch {config.train.batch_size})"
 
 
 def bench_train(config_path, steps, overrides=(), rounds=5, stage=None):
@@ -802,12 +866,7 @@ def bench_train(config_path, steps, overrides=(), rounds=5, stage=None):
     variables = trainer.variables
     bare_optimizer.build(variables)
 
-    @tf.function(reduce_retracing=True)
-    def bare_step(batch):
-        with tf.GradientTape() as tape:
-            loss = task.losses(task.forward(batch, training=True), batch)["loss"]
-        bare_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return loss
+    bare_step = _bare_step(task, bare_optimizer, variables)
 
     def bare_round():
         for batch in batches:
@@ -974,14 +1033,15 @@ def main(argv=None):
     parser.add_argument("suite", choices=["ops", "eval", "data", "train", "infer"])
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per measurement (median)")
     parser.add_argument("--images", type=int, default=5000, help="eval: number of synthetic COCO images")
-    parser.add_argument("--config", help="train, infer: experiment config to time")
+    parser.add_argument("--config", help="train, infer: experiment config to time; data: the config whose "
+                        "training step the pipeline is compared with (default configs/yolo_bccd.yaml)")
     parser.add_argument("--weights", help="infer: a run directory or .weights.h5 (default: random weights)")
     parser.add_argument("--precision", choices=["float32", "bfloat16", "float16"], default="float32",
                         help="infer: compute precision (Keras mixed-precision policy)")
     parser.add_argument("--steps", type=int, default=20, help="train: timed steps")
     parser.add_argument("--rounds", type=int, default=5, help="train: timed rounds (engine and bare alternate)")
     parser.add_argument("--stage", help="train: the stage of a multi-stage schedule to time (default the first)")
-    parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="train, infer: config overrides")
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="train, infer, data: config overrides")
     args = parser.parse_args(argv)
     for option in ("repeats", "images", "steps", "rounds"):
         if getattr(args, option) < 1:
@@ -991,7 +1051,7 @@ def main(argv=None):
     elif args.suite == "eval":
         bench_eval(args.images)
     elif args.suite == "data":
-        return bench_data(min(args.repeats, 5))
+        return bench_data(min(args.repeats, 5), args.config or DATA_STEP_CONFIG, args.overrides)
     elif args.suite == "train":
         if not args.config:
             parser.error("train needs --config")
