@@ -182,6 +182,7 @@ OUT_OF_RANGE = {
     **{f"model.loss.{name}": (-1, f"model.loss.{name} must be >= 0, got -1.0")
        for name in ("lambda_coord", "lambda_obj", "lambda_noobj", "lambda_cls")},
     "model.loss.ignore_thresh": (1.5, r"model.loss.ignore_thresh must be in \[0, 1\], got 1.5"),
+    "model.loss.assign_thresh": (-0.1, r"model.loss.assign_thresh must be in \[0, 1\], got -0.1"),
 }
 
 
@@ -270,7 +271,8 @@ def test_every_numeric_field_is_range_checked(empty_config):
         "train.warmup_start_factor=0", "train.final_lr_factor=1", "train.step_factor=1", "train.clip_norm=0",
         "train.seed=4294967295", "data.image_size=32", "data.shapes.image_size=32", "data.augment.scale=0",
         "data.augment.hue_shift=180", "data.augment.blur_max_kernel=3", "model.head_width=4", "model.dropout=0",
-        "model.loss.ignore_thresh=1", "model.iou_threshold=0", "model.loss.lambda_noobj=0"])
+        "model.loss.ignore_thresh=1", "model.iou_threshold=0", "model.loss.lambda_noobj=0",
+        "model.loss.assign_thresh=0"])
     assert config.train.momentum == 0.0 and config.model.loss.ignore_thresh == 1.0 and config.data.image_size == 32
     shipped = sorted((ROOT / "configs").glob("*.yaml"))
     assert len(shipped) >= 5
@@ -283,6 +285,7 @@ def test_every_numeric_field_is_range_checked(empty_config):
     ("data.format=csv", "data.format must be one of 'voc', 'coco', 'yolo', 'tfrecord', 'shapes', got 'csv'"),
     ("model.backbone=darknet", "model.backbone must be one of .*'tiny'.*, got 'darknet'"),
     ("data.augment.blur_max_kernel=4", "data.augment.blur_max_kernel must be odd, got 4"),
+    ("model.loss.box_loss=iou", "model.loss.box_loss must be one of 'mse', 'giou', 'diou', 'ciou', got 'iou'"),
     ("model.backbone=vgg16", "model.backbone 'vgg16' has levels C3, C4; YOLOv3 needs levels C3, C4, C5"),
     ("model.anchors=[[1, 2], [3, 4]]", "model.anchors must be a multiple of 3 pairs for YOLOv3 .*got 2"),
 ])
