@@ -4,6 +4,11 @@ import argparse
 import os
 import sys
 
+# Exit statuses every tool shares: done, and bad input (a named file or
+# argument, reported on one line). check_dataset adds 1, problems found.
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+
 
 def parse_class_names(items):
     """Class names from ``"a,b,c"`` or a list of such strings (commas or spaces).
@@ -25,6 +30,13 @@ def class_names_arg(text):
         return parse_class_names(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def os_error_line(error, path="", action=""):
+    """One line for an ``OSError``: the file it names (else ``path``), then
+    ``action`` (e.g. "cannot write") when given, then the reason."""
+    prefix = f"{action}: " if action else ""
+    return f"{error.filename or path}: {prefix}{error.strerror or error}"
 
 
 def exit_now(code):

@@ -35,14 +35,12 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # a config or TFRecords import TensorFlow
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detect.cli import class_names_arg  # noqa: E402
+from detect.cli import EXIT_BAD_INPUT, EXIT_OK, class_names_arg, os_error_line  # noqa: E402
 from detect.data.checker import check_dataset, format_report, report_to_json  # noqa: E402
 from detect.data.drawing import write_examples  # noqa: E402
 from detect.errors import InputError  # noqa: E402
 
-EXIT_OK = 0
 EXIT_PROBLEMS = 1
-EXIT_BAD_INPUT = 2
 
 
 def parse_args(argv):
@@ -97,7 +95,7 @@ def main(argv=None):
             written = write_examples(report.records, args.show, args.out)
             print(f"\nDrew {len(written)} image(s) with their boxes into {args.out}")
     except OSError as error:
-        print(f"{error.filename or ''}: cannot write: {error.strerror or error}", file=sys.stderr)
+        print(os_error_line(error, action="cannot write"), file=sys.stderr)
         return EXIT_BAD_INPUT
     return EXIT_PROBLEMS if report.problems else EXIT_OK
 

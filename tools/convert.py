@@ -21,13 +21,11 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detect.cli import parse_class_names  # noqa: E402
+from detect.cli import EXIT_BAD_INPUT, EXIT_OK, os_error_line, parse_class_names  # noqa: E402
 from detect.data.formats import (READ_FORMATS, WRITE_FORMATS, convert_dataset,  # noqa: E402
                                  read_dataset)
 from detect.errors import InputError  # noqa: E402
 
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2
 
 
 def parse_args(argv):
@@ -67,8 +65,7 @@ def main(argv=None):
         print(error, file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as error:
-        print(f"{error.filename or args.out}: cannot write: {error.strerror or error}",
-              file=sys.stderr)
+        print(os_error_line(error, args.out, "cannot write"), file=sys.stderr)
         return EXIT_BAD_INPUT
     boxes = sum(r.num_boxes for r in records)
     print(f"{len(records)} images, {boxes} boxes -> {len(paths)} file(s) in "

@@ -31,11 +31,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detect.cli import class_names_arg, exit_now  # noqa: E402
+from detect.cli import EXIT_BAD_INPUT, EXIT_OK, class_names_arg, exit_now  # noqa: E402
 from detect.errors import InputError  # noqa: E402
 
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 

@@ -32,13 +32,11 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detect.cli import class_names_arg, exit_now  # noqa: E402
+from detect.cli import EXIT_BAD_INPUT, EXIT_OK, class_names_arg, exit_now, os_error_line  # noqa: E402
 from detect.errors import InputError  # noqa: E402
 from detect.eval.files import METRICS, evaluate_files  # noqa: E402
 from detect.eval.report import format_table, result_to_json, write_plots  # noqa: E402
 
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2
 
 
 def parse_args(argv):
@@ -89,7 +87,7 @@ def main(argv=None):
         if args.plots:
             write_plots(result, args.plots)
     except OSError as error:
-        print(f"{error.filename or ''}: cannot write: {error.strerror or error}", file=sys.stderr)
+        print(os_error_line(error, action="cannot write"), file=sys.stderr)
         return EXIT_BAD_INPUT
     return EXIT_OK
 

@@ -35,11 +35,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detect.cli import exit_now  # noqa: E402
+from detect.cli import EXIT_BAD_INPUT, EXIT_OK, exit_now, os_error_line  # noqa: E402
 from detect.errors import InputError  # noqa: E402
 
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2
 
 
 def parse_args(argv):
@@ -99,7 +97,7 @@ def main(argv=None):
         print(error, file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as error:
-        print(f"{error.filename or args.out}: {error.strerror or error}", file=sys.stderr)
+        print(os_error_line(error, args.out), file=sys.stderr)
         return EXIT_BAD_INPUT
     return EXIT_OK
 

@@ -16,10 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from detect.cli import EXIT_BAD_INPUT, EXIT_OK, os_error_line  # noqa: E402
 from detect.data.shapes import FORMATS, make_shapes  # noqa: E402
-
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2
 
 
 def parse_args(argv):
@@ -49,8 +47,7 @@ def main(argv=None):
     try:
         out = make_shapes(args.out, args.format, args.num, args.size, args.seed, args.val_fraction)
     except OSError as error:
-        print(f"{error.filename or args.out}: cannot write: {error.strerror or error}",
-              file=sys.stderr)
+        print(os_error_line(error, args.out, "cannot write"), file=sys.stderr)
         return EXIT_BAD_INPUT
     print(f"wrote {args.num} {args.size}x{args.size} images ({args.format}) to {out} "
           f"in {time.perf_counter() - start:.1f} s")
