@@ -780,10 +780,9 @@ def _bare_step(task, optimizer, variables):
     return step
 
 
-def _training_step_rate(config_path, overrides=(), steps=10, rounds=3):
-    """(images/s of a config's bare training step on cached batches of its own pipeline, a label)."""
+def _config_task_and_batches(config_path, overrides):
+    """(config, its task, an endless iterator over its training pipeline's batches)."""
     from detect.train.data import class_names_of, load_records, prepare_data
-    from detect.train.engine import build_optimizer
     from detect.train.experiment import load_experiment
     from detect.train.run import build_task, make_datasets
 
@@ -793,7 +792,14 @@ def _training_step_rate(config_path, overrides=(), steps=10, rounds=3):
     records = load_records(config.data, config.data.train_split, names)
     task = build_task(config, len(names))
     train_data, _, _ = make_datasets(config, records, records, strategy=None)
-    iterator = iter(train_data(0).repeat())
+    return config, task, iter(train_data(0).repeat())
+
+
+def _training_step_rate(config_path, overrides=(), steps=10, rounds=3):
+    """(images/s of a config's bare training step on cached batches of its own pipeline, a label)."""
+    from detect.train.engine import build_optimizer
+
+    config, task, iterator = _config_task_and_batches(config_path, overrides)
     batches = [next(iterator) for _ in range(steps)]
     del iterator
     variables = task.model.trainable_variables
@@ -828,26 +834,16 @@ def bench_train(config_path, steps, overrides=(), rounds=5, stage=None):
     import tensorflow as tf
 
     from detect.errors import InputError
-    from detect.train.data import class_names_of, load_records, prepare_data
     from detect.train.engine import Trainer, build_optimizer
-    from detect.train.experiment import load_experiment
-    from detect.train.run import build_task, make_datasets
 
-    config = load_experiment(config_path, overrides)
-    prepare_data(config.data)
-    names = class_names_of(config.data)
-    records = load_records(config.data, config.data.train_split, names)
-    task = build_task(config, len(names))
+    config, task, iterator = _config_task_and_batches(config_path, overrides)
     batch_size = config.train.batch_size
-    train_data, _, _ = make_datasets(config, records, records, strategy=None)
-    dataset = train_data(0).repeat()
     model = config.model
     kind = f"YOLO{model.version}" if model.type == "yolo" else model.type
     size = (f"{config.data.image_size} px" if config.data.resize == "letterbox"
             else f"shortest side {config.data.min_side}, longest <= {config.data.max_side}")
     print(f"{config.name}: {kind} {model.backbone} at {size}, batch {batch_size}, "
           f"{task.model.count_params() / 1e6:.2f} M parameters; {steps} steps per round, {rounds} rounds", flush=True)
-    iterator = iter(dataset)
     cached = [next(iterator) for _ in range(steps)]
     batches = tf.data.Dataset.from_tensors(cached[0])
     for batch in cached[1:]:
