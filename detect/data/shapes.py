@@ -20,10 +20,8 @@ OpenCV build, whose JPEG encoder writes the bytes), and a larger dataset
 with the same seed starts with the smaller one's images.
 """
 
-import glob
 import json
 import math
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +40,7 @@ from detect.data.yolo_txt import IMAGES_DIR as YOLO_IMAGES_DIR
 from detect.data.yolo_txt import LABELS_DIR as YOLO_LABELS_DIR
 from detect.data.yolo_txt import format_yolo_labels, write_yolo_yaml
 from detect.errors import InputError
+from detect.outputs import remove_stale_temporaries, temporary_sibling
 
 SHAPES_CLASSES = ("circle", "square", "triangle")
 CIRCLE, SQUARE, TRIANGLE = range(3)
@@ -236,7 +235,7 @@ def ensure_shapes(out_dir, fmt="voc", num_images=1000, size=256, seed=0, val_fra
     """
     out_dir = Path(out_dir)
     params = _params(fmt, num_images, size, seed, val_fraction)
-    _remove_stale_temporaries(out_dir)
+    remove_stale_temporaries(out_dir)
     state = _marker_state(out_dir, params)
     if state == "current":
         return out_dir
@@ -244,7 +243,7 @@ def ensure_shapes(out_dir, fmt="voc", num_images=1000, size=256, seed=0, val_fra
         raise InputError(out_dir, f"exists and is not a shapes dataset (no {MARKER}); "
                                   f"choose another folder or remove it")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(out_dir, "tmp", os.getpid())
+    tmp = temporary_sibling(out_dir, "tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         make_shapes(tmp, fmt, num_images, size, seed, val_fraction)
@@ -369,44 +368,12 @@ def _write_annotations(root, fmt, split, records):
 def _move_into_place(tmp, out_dir, stale):
     """Renames ``tmp`` to ``out_dir``, replacing a stale dataset or an empty folder."""
     if stale:
-        old = _temporary(out_dir, "old", os.getpid())
+        old = temporary_sibling(out_dir, "old")
         out_dir.rename(old)
         shutil.rmtree(old, ignore_errors=True)
     elif out_dir.is_dir():
         out_dir.rmdir()  # only an empty folder gets here; rmdir refuses anything else
     tmp.rename(out_dir)
-
-
-def _temporary(out_dir, kind, pid):
-    """The sibling folder process ``pid`` generates into (``"tmp"``) or moves a stale dataset to (``"old"``)."""
-    return out_dir.parent / f".{out_dir.name}.{kind}-{pid}"
-
-
-def _remove_stale_temporaries(out_dir):
-    """Removes ``_temporary`` siblings of ``out_dir`` whose process is gone (killed mid-run)."""
-    if not out_dir.parent.is_dir():
-        return
-    for kind in ("tmp", "old"):
-        for path in out_dir.parent.glob(f".{glob.escape(out_dir.name)}.{kind}-*"):
-            pid = path.name.rsplit("-", 1)[1]
-            # A live pid is a concurrent generator (or a recycled pid: keeping it is the safe side).
-            if pid.isdigit() and path.is_dir() and not _pid_alive(int(pid)):
-                shutil.rmtree(path, ignore_errors=True)
-
-
-def _pid_alive(pid):
-    """Whether process ``pid`` exists on this machine (True when that cannot be told)."""
-    if os.name == "nt":
-        return True  # os.kill would terminate it there, not probe it
-    if pid <= 0:  # os.kill(0 or negative) would signal process groups
-        return False
-    try:
-        os.kill(pid, 0)  # signal 0: existence check only
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # e.g. PermissionError: it exists, owned by another user
-    return True
 
 
 def _params(fmt, num_images, size, seed, val_fraction):

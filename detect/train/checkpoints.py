@@ -28,24 +28,9 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from detect.outputs import atomic_path, write_json_atomic  # noqa: F401 (write_json_atomic: re-exported)
+
 HISTORY = "history.json"  # a checkpoint folder's metrics history as of its epoch
-
-
-def write_json_atomic(path, data):
-    """Writes JSON to ``path`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, allow_nan=False, default=float)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def read_json(path):
@@ -173,14 +158,8 @@ class CheckpointStore:
 
 def save_weights_atomic(model, path):
     """``model.save_weights`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.weights.h5")
-    try:
+    with atomic_path(path) as tmp:
         model.save_weights(str(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def checkpoint_of(model, optimizer, **counters):
