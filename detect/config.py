@@ -20,6 +20,7 @@ turns it into an ``InputError`` naming the dotted key, e.g.
 import dataclasses
 import math
 import numbers
+import re
 import typing
 from pathlib import Path
 
@@ -136,6 +137,10 @@ def _is_dataclass_type(tp):
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
+# Numbers like 1e-9 or 5E3 (no dot), which YAML 1.1 (PyYAML) reads as strings.
+_YAML12_EXPONENT_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
 def _convert(value, tp, where, source):
     """Converts a YAML value to the annotated type ``tp`` (recursively)."""
     origin = typing.get_origin(tp)
@@ -189,6 +194,8 @@ def _convert(value, tp, where, source):
             raise InputError(source, f"{where}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and _YAML12_EXPONENT_FLOAT.match(value.strip()):
+            value = float(value)  # "1e-9": a float in YAML 1.2, a string to PyYAML's YAML 1.1 resolver
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InputError(source, f"{where}: expected a number, got {value!r}")
         return float(value)

@@ -30,6 +30,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 from pathlib import Path
 
 from detect.errors import InputError
@@ -85,6 +86,20 @@ def _remove(path):
 
 # ---- atomic files -------------------------------------------------------------------
 
+def _umask():
+    mask = os.umask(0o022)  # reading the umask means setting it; put it back at once
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once, at import: changing it briefly later could race other threads' writes
+
+
+def default_mode(folder=False):
+    """The permissions ``open`` or ``mkdir`` would give a new file (folder) under the process's umask."""
+    return (0o777 if folder else 0o666) & ~_UMASK
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Context manager: a temporary path to write ``path``'s new content to; renamed into place on success.
@@ -98,6 +113,7 @@ def atomic_path(path):
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{''.join(path.suffixes)}")
     os.close(fd)
     tmp = Path(tmp)
+    os.chmod(tmp, default_mode())  # mkstemp's 0600 would make every replaced file private
     try:
         yield tmp
         os.replace(tmp, path)
@@ -125,6 +141,68 @@ def write_json_atomic(path, data, indent=2):
     write_text_atomic(path, json.dumps(data, indent=indent, allow_nan=False, default=float))
 
 
+class JsonListFile:
+    """A JSON list written while it grows; ``path`` holds a complete, valid list at every moment.
+
+    Every write is a snapshot of the whole list, written to a temporary
+    sibling and renamed into place (``write_bytes_atomic``): a reader, or
+    whatever a kill leaves behind (SIGKILL and power loss included), sees
+    the previous list or the new one, never a part of one. Appending in
+    place (overwriting the closing ``]``) cannot promise that: Linux checks
+    for a fatal signal between the page-sized chunks of one ``write``, so a
+    kill can cut a write that crosses a page boundary, and a reader can see
+    a write half done.
+
+    A snapshot costs time in proportion to the file's size, so ``extend``
+    writes one only once the time since the previous snapshot is at least
+    ``SNAPSHOT_COST_RATIO`` times what that snapshot took: after every call
+    while the file is small, and never more than 1/(1 + ratio) of the time
+    once it is large. A kill loses at most the entries of that interval;
+    ``flush`` (and ``close``) writes everything now.
+
+    Args:
+      path: the file; created now (``[]``), so an unwritable path fails
+        before any work. Check it first (``check_file_output``).
+      cost_ratio: the ratio above.
+    """
+
+    SNAPSHOT_COST_RATIO = 20
+
+    def __init__(self, path, cost_ratio=SNAPSHOT_COST_RATIO):
+        self.path = Path(path)
+        self.cost_ratio = cost_ratio
+        self._body = bytearray()  # the entries, comma-separated, one per line
+        self._count = self._written = 0
+        self._last_end = self._last_cost = 0.0
+        self.flush()
+
+    def __len__(self):
+        return self._count
+
+    def extend(self, entries):
+        """Adds ``entries`` (JSON-ready values; NaN refused, numpy scalars as floats); a snapshot if due."""
+        encoded = [json.dumps(entry, allow_nan=False, default=float).encode("utf-8") for entry in entries]
+        for text in encoded:  # after encoding them all: a refused entry leaves the list as it was
+            if self._count:
+                self._body += b",\n"
+            self._body += text
+            self._count += 1
+        if time.monotonic() - self._last_end >= self.cost_ratio * self._last_cost:
+            self.flush()
+
+    def flush(self):
+        """Writes a snapshot of every entry so far (nothing if none was added since the last)."""
+        if self._written == self._count and self._last_end:
+            return
+        start = time.monotonic()
+        write_bytes_atomic(self.path, b"[\n" + bytes(self._body) + b"\n]\n")
+        self._last_end = time.monotonic()
+        self._last_cost = self._last_end - start
+        self._written = self._count
+
+    close = flush
+
+
 # ---- inputs are never outputs --------------------------------------------------------
 
 def same_path(a, b):
@@ -147,7 +225,9 @@ def check_not_input(out, inputs, option="--out"):
       option: the option that named ``out``, for the message.
 
     Raises:
-      InputError: ``out`` is an input, or (for a folder output) an input lies inside it.
+      InputError: ``out`` is an input, an input lies inside it (a folder
+        output replaced as a whole would take the input with it), or it
+        exists inside an input folder (so it is part of that input).
     """
     out = Path(out)
     resolved = out.resolve()
@@ -156,9 +236,50 @@ def check_not_input(out, inputs, option="--out"):
         if same_path(out, source):
             raise InputError(out, f"{option} is an input of this command ({source}); outputs never "
                                   f"overwrite inputs: choose another {option}")
-        if resolved in source.resolve().parents and source.is_file():
+        if resolved in source.resolve().parents:
             raise InputError(out, f"{option} holds an input of this command ({source}); outputs never "
                                   f"overwrite inputs: choose another {option}")
+        if source.is_dir() and source.resolve() in resolved.parents and (out.exists() or out.is_symlink()):
+            # Everything already inside an input folder (a dataset root) is input; new paths there are not.
+            raise InputError(out, f"{option} is inside an input of this command ({source}); outputs never "
+                                  f"overwrite inputs: choose another {option}")
+
+
+class InputIndex:
+    """Input files by resolved path and by inode: is an output one of them, in O(1) per output.
+
+    ``check_not_input`` compares one output with every input; checking an
+    output per input (annotated images) that way would be quadratic.
+
+    Args:
+      inputs: input files (those that do not exist are matched by path only).
+    """
+
+    def __init__(self, inputs):
+        self._paths, self._inodes = set(), set()
+        for source in inputs:
+            source = Path(source)
+            self._paths.add(source.resolve())
+            try:
+                info = source.stat()
+            except OSError:
+                continue
+            self._inodes.add((info.st_dev, info.st_ino))
+
+    def check(self, out, option="--out"):
+        """Raises ``InputError`` if writing ``out`` could replace an input: the same resolved path, or the
+        same file through a hard or symbolic link."""
+        out = Path(out)
+        hit = out.resolve() in self._paths
+        if not hit:
+            try:
+                info = out.stat()
+                hit = (info.st_dev, info.st_ino) in self._inodes
+            except OSError:
+                pass
+        if hit:
+            raise InputError(out, f"this output of {option} is an input of this command (the same file); outputs "
+                                  f"never overwrite inputs: choose another {option}")
 
 
 # ---- file outputs ------------------------------------------------------------------
@@ -203,8 +324,9 @@ def folder_kind(path):
 
 
 def is_empty_folder(path):
+    """Whether ``path`` is a folder holding nothing (a ``LOCK`` file aside, which is ours)."""
     path = Path(path)
-    return path.is_dir() and not any(path.iterdir())
+    return path.is_dir() and all(p.name == LOCK for p in path.iterdir())
 
 
 def mark_folder(path, kind, tool):
@@ -218,25 +340,27 @@ def refuse_foreign(path, kind, tool, option, hint=""):
                            f"nothing was written. Choose a new {option}{hint}")
 
 
-def claim_folder(path, kind, tool, option="--out", exist_ok=False, inputs=(), owned=None):
-    """A folder to write files into: created now, or created earlier by ``tool``.
+def check_folder_output(path, kind, tool, option="--out", exist_ok=False, inputs=(), owned=None,
+                        flag="--exist-ok"):
+    """Checks a folder output before any work, writing nothing (``claim_folder`` then creates it).
 
     Args:
       path: the folder.
       kind: what it holds (``MARKER``'s ``kind``), e.g. ``"detect"``.
       tool: who writes it, for messages (``"tools/detect.py"``).
       option: the option that named it, for messages.
-      exist_ok: also write into an existing folder that ``tool`` did not
-        create (``--exist-ok``); inputs are still protected.
-      inputs: input files and folders it must not be, nor hold directly.
+      exist_ok: also allow an existing folder that ``tool`` did not create
+        (``--exist-ok``); inputs are still protected.
+      inputs: input files and folders it must not be, nor hold.
       owned: ``fn(path) -> bool`` recognising a folder of this kind written
-        before markers existed (e.g. a run directory's ``checkpoints/``).
+        before markers existed.
+      flag: the tool's option that sets ``exist_ok``, for the message.
 
     Returns:
-      ``Path(path)``, existing and marked.
+      Whether the folder is foreign (existing, not empty, not ``tool``'s): it is then not marked.
 
     Raises:
-      InputError: it is a file, an input, or a foreign non-empty folder.
+      InputError: it is a file, an input or holds one, or it is foreign and ``exist_ok`` is off.
     """
     path = Path(path)
     check_not_input(path, inputs, option)
@@ -245,7 +369,24 @@ def claim_folder(path, kind, tool, option="--out", exist_ok=False, inputs=(), ow
     foreign = path.is_dir() and not is_empty_folder(path) and folder_kind(path) != kind \
         and not (owned is not None and owned(path))
     if foreign and not exist_ok:
-        refuse_foreign(path, kind, tool, option, " or pass --exist-ok to write into it")
+        refuse_foreign(path, kind, tool, option, f" or pass {flag} to write into it")
+    return foreign
+
+
+def claim_folder(path, kind, tool, option="--out", exist_ok=False, inputs=(), owned=None, flag="--exist-ok"):
+    """A folder to write files into: created now, or created earlier by ``tool``.
+
+    Args: as ``check_folder_output``.
+
+    Returns:
+      ``Path(path)``, existing, and marked as ``tool``'s unless it is a
+      foreign folder allowed by ``exist_ok``.
+
+    Raises:
+      InputError: as ``check_folder_output``, or the folder cannot be created.
+    """
+    path = Path(path)
+    foreign = check_folder_output(path, kind, tool, option, exist_ok, inputs, owned, flag)
     try:
         path.mkdir(parents=True, exist_ok=True)
         if not foreign and folder_kind(path) != kind:  # a foreign folder (--exist-ok) is not marked ours

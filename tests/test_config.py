@@ -69,6 +69,19 @@ def test_overrides_apply_last_and_parse_yaml(tmp_path):
         apply_overrides({}, ["epochs"])
 
 
+def test_exponent_numbers_without_a_dot_are_floats(tmp_path):
+    # PyYAML (YAML 1.1) reads 1e-9 as the string "1e-9"; a float field takes it as YAML 1.2 does.
+    path = tmp_path / "c.yaml"
+    path.write_text("data: {scale: 1e-9}\n")
+    assert load_config(Outer, path).data.scale == 1e-9
+    for text, value in (("5E3", 5000.0), ("-2.5e+2", -250.0), (".5e1", 5.0)):
+        assert load_config(Outer, path, [f"data.scale={text}"]).data.scale == value
+    # Only numbers: other strings stay errors, and a str field keeps the text.
+    with pytest.raises(InputError, match="data.scale: expected a number, got 'e5'"):
+        load_config(Outer, path, ["data.scale=e5"])
+    assert load_config(Outer, path, ["name=1e5"]).name == "1e5"
+
+
 def test_bad_values_are_named(tmp_path):
     with pytest.raises(InputError, match="epochs: expected an integer"):
         from_dict(Outer, {"epochs": "many"}, "c.yaml")

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from detect.outputs import atomic_path, write_json_atomic  # noqa: F401 (write_json_atomic: re-exported)
+from detect.outputs import atomic_path, default_mode, write_json_atomic  # noqa: F401 (write_json_atomic: re-exported)
 
 HISTORY = "history.json"  # a checkpoint folder's metrics history as of its epoch
 
@@ -66,6 +66,7 @@ class CheckpointStore:
         name = _folder(epoch)
         final = self.root / name
         staging = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{name}."))
+        os.chmod(staging, default_mode(folder=True))  # mkdtemp's 0700 would make the checkpoint private
         self.checkpoint.write(str(staging / "ckpt"))
         if history is not None:
             write_json_atomic(staging / HISTORY, history)
@@ -154,6 +155,56 @@ class CheckpointStore:
                 shutil.rmtree(path, ignore_errors=True)
         for stale in self.root.glob(".epoch_*"):  # staging folders of a killed run
             shutil.rmtree(stale, ignore_errors=True)
+
+
+def checkpoint_mismatch(model, prefix):
+    """How ``model`` differs from the model saved in the checkpoint at ``prefix``, or None if it fits.
+
+    Compares the model's variables, named by their path in the object
+    graph below the checkpoint's ``model`` (the names TensorFlow matches on
+    restore; a value may be stored under another key, e.g. the optimizer's,
+    when the optimizer reaches the variable first), and their shapes: a
+    freshly written checkpoint of ``model`` (in a temporary folder; nothing
+    is restored, so the model is untouched) against the saved one.
+
+    Returns:
+      None, or one line naming the first variable missing, extra or of another shape.
+    """
+    saved = _model_variable_shapes(prefix)
+    with tempfile.TemporaryDirectory(prefix="detect-fit-") as tmp:
+        current = _model_variable_shapes(tf.train.Checkpoint(model=model).write(str(Path(tmp) / "ckpt")))
+    for name in sorted(set(saved) | set(current)):
+        if name not in current:
+            return f"the checkpoint holds {name} {list(saved[name])}, which the model lacks"
+        if name not in saved:
+            return f"the model has {name} {list(current[name])}, which the checkpoint lacks"
+        if saved[name] != current[name]:
+            return f"{name} is {list(saved[name])} in the checkpoint, {list(current[name])} in the model"
+    return None
+
+
+def _model_variable_shapes(prefix):
+    """{object-graph path below ``model``: shape} of every variable a checkpoint saved for its model."""
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    reader = tf.train.load_checkpoint(str(prefix))
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    shapes = reader.get_variable_to_shape_map()
+    roots = [child.node_id for child in graph.nodes[0].children if child.local_name == "model"]
+    found, seen = {}, set()
+    queue = [(node_id, "") for node_id in roots]
+    while queue:  # breadth first, children in saved order: the same model gives the same paths
+        node_id, path = queue.pop(0)
+        if node_id in seen:
+            continue
+        seen.add(node_id)
+        node = graph.nodes[node_id]
+        for attribute in node.attributes:
+            if attribute.name == "VARIABLE_VALUE":
+                found[path] = tuple(shapes[attribute.checkpoint_key])
+        queue += [(child.node_id, f"{path}/{child.local_name}".lstrip("/")) for child in node.children]
+    return found
 
 
 def save_weights_atomic(model, path):

@@ -86,7 +86,10 @@ import tensorflow as tf
 import yaml
 
 from detect.config import to_dict
-from detect.train.checkpoints import CheckpointStore, read_json, save_weights_atomic, write_json_atomic
+from detect.errors import InputError
+from detect.outputs import write_text_atomic
+from detect.train.checkpoints import (CheckpointStore, checkpoint_mismatch, read_json, save_weights_atomic,
+                                      write_json_atomic)
 from detect.train.schedule import WarmupSchedule
 
 
@@ -306,10 +309,9 @@ class Trainer:
         self.store = CheckpointStore(self.run_dir, None)
         self.stage_index = None
         self._enter_stage(0)
-        if config_snapshot is not None:
-            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_snapshot, sort_keys=False))
+        self.config_snapshot = config_snapshot  # written by fit(), once a resume is known to fit the run
         self.metrics_path = self.run_dir / "metrics.json"
-        self.writer = tf.summary.create_file_writer(str(self.run_dir / "tb"))
+        self.writer = None  # TensorBoard's; created by fit(), after a resume is known to fit the run
 
     # ---- stages ---------------------------------------------------------------------
     def _enter_stage(self, index):
@@ -424,8 +426,15 @@ class Trainer:
         """
         history = {"epochs": [], "best": None}
         start_epoch = 0
+        saved = None
         if resume:
             saved = self.store.epoch("last") if self.store.path("last") is not None else None
+            if saved is not None:
+                self._check_resumable()  # before anything is written
+        self._write_config()
+        if self.writer is None:
+            self.writer = tf.summary.create_file_writer(str(self.run_dir / "tb"))
+        if resume:
             if saved is None:
                 print(f"--resume: no checkpoint in {self.store.root}; starting from scratch", flush=True)
                 self.store.reconcile(None)
@@ -442,6 +451,9 @@ class Trainer:
                     self._prepare_again()
                 print(f"resumed from epoch {start_epoch} (step {int(self.step.numpy())}), stage "
                       f"{self.stages[self.stage_index].name!r}", flush=True)
+                if start_epoch >= self.total_epochs:
+                    print(f"--resume: the run has trained all {self.total_epochs} epochs of its schedule; "
+                          f"nothing to train (raise train.epochs, or the last stage's epochs, to go on)", flush=True)
         try:
             for epoch in range(start_epoch, self.total_epochs):
                 self._train_epoch(epoch, history)
@@ -450,6 +462,34 @@ class Trainer:
             if not self.is_chief:
                 shutil.rmtree(self.run_dir, ignore_errors=True)
         return history
+
+    def _write_config(self):
+        if self.config_snapshot is not None:
+            write_text_atomic(self.run_dir / "config.yaml", yaml.safe_dump(self.config_snapshot, sort_keys=False))
+
+    def _check_resumable(self):
+        """Refuses a resume whose model does not fit the run's last checkpoint (a changed architecture).
+
+        Raises:
+          InputError: naming the run directory, the model keys that changed
+            (from the run's ``config.yaml``) and the first variable that differs.
+        """
+        for record in (self.store.history("last") or {}).get("epochs", []):
+            planned = self.stages[self._stage_index(record["epoch"] - 1)].name
+            if record.get("stage", planned) != planned:
+                raise InputError(self.run_dir, f"--resume: epoch {record['epoch']} was trained in stage "
+                                               f"{record['stage']!r}, but the config now schedules it in stage "
+                                               f"{planned!r} (the stages' epochs changed). Nothing was written: "
+                                               f"keep the earlier stages' epochs (set model.stage_epochs), or "
+                                               f"train into a new --out")
+        problem = checkpoint_mismatch(self.task.model, self.store.path("last"))
+        if problem is None:
+            return
+        changed = _changed_keys(read_yaml(self.run_dir / "config.yaml"), self.config_snapshot, "model")
+        because = f"model keys changed since the run started: {', '.join(changed)}; " if changed else ""
+        raise InputError(self.run_dir, f"--resume: the model no longer fits the run's checkpoint ({because}"
+                                       f"{problem}). Nothing was written: resume with the run's own config, "
+                                       f"or train the new model into a new --out")
 
     def _train_epoch(self, epoch, history):
         index = self._stage_index(epoch)
@@ -666,6 +706,27 @@ def spread_line(history):
     return (f"last {len(epochs)} evaluated ({span}): mAP@0.5 mean {spread['mean']:.4f}  "
             f"min-max {spread['min']:.4f}-{spread['max']:.4f} ({spread['max'] - spread['min']:.4f})  "
             f"std {spread['std']:.4f}")
+
+
+def read_yaml(path):
+    """A YAML file's content, or None if it is missing or unreadable."""
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def _changed_keys(old, new, section):
+    """Dotted keys of ``section`` whose values differ between two config dicts (``old`` may be None)."""
+    def flat(node, prefix):
+        if isinstance(node, dict):
+            return {k: v for key, child in node.items() for k, v in flat(child, f"{prefix}.{key}").items()}
+        return {prefix: node}
+
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return []
+    a, b = flat(old.get(section), section), flat(new.get(section), section)
+    return [f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
 def config_snapshot(config):

@@ -1,13 +1,15 @@
 """``train_from_config``: the path from a YAML file to a trained, evaluated run."""
 
+import contextlib
 from pathlib import Path
 
 import tensorflow as tf
 
 from detect.train.experiment import load_experiment
 from detect.train.data import class_names_of, load_records, prepare_data
-from detect.train.engine import Trainer, config_snapshot, make_strategy, set_precision, summary_table
+from detect.train.engine import Trainer, config_snapshot, is_chief, make_strategy, set_precision, summary_table
 from detect.train.evaluation import evaluate_predictions, make_predict_fn, predict_dataset
+from detect.train.rundir import open_run_dir
 
 
 def build_task(config, num_classes):
@@ -60,9 +62,16 @@ def train_from_config(config_path, overrides=(), out_dir=None, resume=False, pro
     """
     config = load_experiment(config_path, overrides)
     run_dir = Path(out_dir) if out_dir else Path("runs") / config.name
+    strategy = make_strategy(config.train.distribute)
+    # Only the chief writes the run directory (the others write into a temporary folder).
+    claim = open_run_dir(run_dir, resume) if is_chief(strategy) else contextlib.nullcontext()
+    with claim:
+        return _train(config, run_dir, strategy, resume, progress)
+
+
+def _train(config, run_dir, strategy, resume, progress):
     tf.keras.utils.set_random_seed(config.train.seed)
     set_precision(config.train.mixed_precision)
-    strategy = make_strategy(config.train.distribute)
     prepare_data(config.data)
     class_names = class_names_of(config.data)
     # Broken annotations are skipped and counted, or with data.strict stop the run here.
