@@ -20,6 +20,7 @@ from detect.data.checker import (
     TRUNCATED_IMAGE, UNKNOWN_CLASS, check_dataset, check_voc, format_report, report_to_json)
 from detect.data.drawing import draw_boxes, write_examples
 from detect.errors import InputError
+from detect.outputs import MARKER
 from test_voc_reader import voc_object, write_voc
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -233,7 +234,8 @@ def test_cli_flawed_dataset(tmp_path, flawed):
     assert data["union"]["images"] == 11
     assert data["splits"]["val"] == {"images": 4, "boxes": 3, "boxes_per_class": {"cat": 1, "dog": 2}}
     assert_one_of_each([dict(p, kind=kind) for kind, ps in data["problems"].items() for p in ps], flawed)
-    written = sorted(show.iterdir())
+    written = sorted(p for p in show.iterdir() if p.name != MARKER)  # the marker: the tool made the folder
+    assert (show / MARKER).exists()
     assert len(written) == 2 and all(p.suffix == ".png" for p in written)
     assert all(cv2.imread(str(p)) is not None for p in written)
 

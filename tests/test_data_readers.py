@@ -312,7 +312,7 @@ def test_convert_tool_to_coco_and_bad_input(yolo_root, tmp_path):
     assert len(data["images"]) == 3 and len(data["annotations"]) == 2
     (yolo_root / "labels" / "train" / "b.txt").write_text("7 0.5 0.5 0.2 0.4\n")
     bad = subprocess.run(tool + ["--format", "yolo", "--root", str(yolo_root), "--split", "train",
-                                 "--to", "coco", "--out", str(out)],
+                                 "--to", "coco", "--out", str(out), "--overwrite"],
                          capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1] == \

@@ -128,7 +128,7 @@ def test_voc_layout_config_keeps_voc12_and_the_tool_agrees(tmp_path):
     tool_direct = evaluate_files(root, tool_dets, split="val", class_names=["circle", "square", "triangle"])
     assert json.loads(out.read_text())["mAP"] == pytest.approx(tool_direct.mAP, abs=1e-12)
     assert json.loads(out.read_text())["mAP"] == pytest.approx(result.mAP, abs=0.01)
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(args + ["--overwrite"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "moved" in proc.stderr
 
 

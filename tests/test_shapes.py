@@ -173,3 +173,12 @@ def test_make_shapes_tool(tmp_path):
     bad = subprocess.run([sys.executable, str(ROOT / "tools" / "make_shapes.py"), "--out",
                           str(tmp_path / "d"), "--size", "8"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--size must be at least 32" in bad.stderr
+    # A folder that is not a shapes dataset is left alone (it was written into before).
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    refused = subprocess.run([sys.executable, str(ROOT / "tools" / "make_shapes.py"), "--out", str(mine),
+                              "--num", "2", "--size", "64"], capture_output=True, text=True, cwd=ROOT)
+    assert refused.returncode == 2 and "is not a shapes dataset" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"] and (mine / "notes.txt").read_text() == "keep me"

@@ -6,7 +6,8 @@
 
 Boxes are scaled as the letterbox pipeline scales them (longest image side
 to --size), clustered, and printed with their mean best IoU; --write puts
-them into a config's model.anchors.
+them into a config's model.anchors, editing only that value's text (the
+file's comments and layout are kept; the file is replaced atomically).
 """
 
 import argparse
@@ -45,7 +46,11 @@ def main(argv=None):
     if args.write:
         from detect.yolo.anchors import write_anchors
 
-        write_anchors(args.write, pairs)
+        try:
+            write_anchors(args.write, pairs)
+        except InputError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         print(f"written to {args.write} (model.anchors)")
     return 0
 

@@ -20,14 +20,16 @@ truncated images, malformed annotations, degenerate, tiny or out-of-bounds
 boxes, unknown classes, duplicate ids), each with its file; images whose
 content is in another format than their name says are noted. ``--show N
 --out DIR`` draws N images with their ground-truth boxes, to see a wrong box
-format before training.
+format before training. ``--json`` and ``--out`` are checked before any work:
+an existing ``--json`` file is replaced only with ``--overwrite``; ``--out``
+must be new, empty or a folder this tool drew into before (``--overwrite``
+draws into another); neither may be an input.
 
 Exit status: 0 no problems, 1 problems found, 2 unusable input (one line on
 stderr naming the file).
 """
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -38,6 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from detect.cli import EXIT_BAD_INPUT, EXIT_OK, class_names_arg, os_error_line  # noqa: E402
 from detect.data.checker import check_dataset, format_report, report_to_json  # noqa: E402
 from detect.data.drawing import write_examples  # noqa: E402
+from detect.outputs import check_file_output, check_folder_output, claim_folder, write_json_atomic  # noqa: E402
+
+TOOL = "tools/check_dataset.py"
+EXAMPLES_KIND = "examples"
 from detect.errors import InputError  # noqa: E402
 
 EXIT_PROBLEMS = 1
@@ -62,6 +68,8 @@ def parse_args(argv):
     parser.add_argument("--show", type=int, default=0, metavar="N",
                         help="draw N images with their ground-truth boxes (needs --out)")
     parser.add_argument("--out", metavar="DIR", help="folder for the --show images")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --json file; draw into an existing --out folder")
     parser.add_argument("--max-listed", type=int, default=20, metavar="N",
                         help="problems listed per kind in the text report; 0 for all (default 20)")
     args = parser.parse_args(argv)
@@ -77,7 +85,13 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     class_names = args.classes
+    inputs = [Path(p) for p in (args.dataset, args.images) if p]
     try:
+        if args.json:
+            check_file_output(args.json, "--json", overwrite=args.overwrite, inputs=inputs)
+        if args.show:
+            check_folder_output(args.out, EXAMPLES_KIND, TOOL, "--out", exist_ok=args.overwrite, inputs=inputs,
+                                flag="--overwrite")
         report = check_dataset(args.dataset, splits=args.splits, class_names=class_names,
                                image_dir=args.images, decode_images=not args.no_decode,
                                allow_outside_root=args.allow_outside_root, overrides=args.overrides)
@@ -90,10 +104,15 @@ def main(argv=None):
     print(format_report(report, max_listed=args.max_listed))
     try:
         if args.json:
-            Path(args.json).write_text(json.dumps(report_to_json(report), indent=2) + "\n")
+            write_json_atomic(args.json, report_to_json(report))
         if args.show:
-            written = write_examples(report.records, args.show, args.out)
+            out = claim_folder(args.out, EXAMPLES_KIND, TOOL, "--out", exist_ok=args.overwrite, inputs=inputs,
+                               flag="--overwrite")
+            written = write_examples(report.records, args.show, out)
             print(f"\nDrew {len(written)} image(s) with their boxes into {args.out}")
+    except InputError as error:
+        print(error, file=sys.stderr)
+        return EXIT_BAD_INPUT
     except OSError as error:
         print(os_error_line(error, action="cannot write"), file=sys.stderr)
         return EXIT_BAD_INPUT

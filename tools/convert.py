@@ -10,6 +10,11 @@ or ``R/annotations/instances_<split>.json``; YOLO reads ``R/images/<split>``.
 For ``--to tfrecord`` OUT is a folder (shards ``<split>-00000-of-0000N``, or
 ``data-...`` without a split, plus a JSON sidecar); for ``--to coco`` a file.
 
+OUT is checked before anything is read: a TFRecord folder must be new, empty
+or one this tool wrote before (another split goes beside the first; the
+shards of the same split are replaced once all new ones are written), a COCO
+file must be new (``--overwrite`` replaces one), and neither may be an input.
+
 Bad input prints one line naming the file and the entry and exits with 2.
 """
 
@@ -25,6 +30,10 @@ from detect.cli import EXIT_BAD_INPUT, EXIT_OK, os_error_line, parse_class_names
 from detect.data.formats import (READ_FORMATS, WRITE_FORMATS, convert_dataset,  # noqa: E402
                                  read_dataset)
 from detect.errors import InputError  # noqa: E402
+from detect.outputs import check_file_output, check_folder_output, claim_folder  # noqa: E402
+
+TOOL = "tools/convert.py"
+TFRECORD_KIND = "tfrecord"
 
 
 
@@ -39,6 +48,8 @@ def parse_args(argv):
     parser.add_argument("--to", required=True, choices=WRITE_FORMATS, help="output format")
     parser.add_argument("--out", required=True, help="output folder (tfrecord) or file (coco)")
     parser.add_argument("--shards", type=int, default=8, help="TFRecord shards (default 8)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing COCO --out file; write shards into a folder this tool did not make")
     parser.add_argument("--allow-outside-root", action="store_true",
                         help="accept image paths that lead outside the dataset root (refused by default)")
     args = parser.parse_args(argv)
@@ -57,8 +68,17 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     try:
+        inputs = [Path(p) for p in (args.root, args.json) if p]
+        if args.to == "coco":
+            check_file_output(args.out, "--out", overwrite=args.overwrite, inputs=inputs)
+        else:
+            check_folder_output(args.out, TFRECORD_KIND, TOOL, "--out", exist_ok=args.overwrite, inputs=inputs,
+                                flag="--overwrite")
         records = read_dataset(args.format, args.root, args.split, args.json, args.classes,
                                allow_outside_root=args.allow_outside_root)
+        if args.to != "coco":
+            claim_folder(args.out, TFRECORD_KIND, TOOL, "--out", exist_ok=args.overwrite, inputs=inputs,
+                         flag="--overwrite")
         paths = convert_dataset(records, args.to, args.out, num_shards=args.shards,
                                 prefix=args.split or "data")
     except InputError as error:

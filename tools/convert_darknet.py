@@ -11,7 +11,9 @@ which ``tools/eval.py --config CFG --weights OUT`` and ``model.load_weights``
 read. The class count is ``data.classes`` when the config lists them, else
 the cfg's ``classes``, else what the file's size implies. With ``--cfg`` the
 Darknet cfg must match the model layer for layer (filters, sizes, strides,
-classes, anchors). Nothing is downloaded.
+classes, anchors). Nothing is downloaded. OUT must be a new file (checked
+before anything is read; ``--overwrite`` replaces one, atomically, once the
+conversion succeeded) and never one of the inputs.
 
 Bad input (a missing or truncated file, floats left over, a cfg or config
 that does not match) prints one line naming the file and the layer, and
@@ -29,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detect.cli import EXIT_BAD_INPUT, EXIT_OK, exit_now, os_error_line  # noqa: E402
 from detect.errors import InputError  # noqa: E402
+from detect.outputs import check_file_output  # noqa: E402
 
 WEIGHTS_SUFFIX = ".weights.h5"
 
@@ -39,6 +42,7 @@ def parse_args(argv):
     parser.add_argument("--cfg", help="the Darknet .cfg it goes with, checked against the model (optional)")
     parser.add_argument("--config", required=True, help="experiment config of the model (configs/*.yaml)")
     parser.add_argument("--out", required=True, help=f"output Keras weights file, ending in {WEIGHTS_SUFFIX}")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides, as tools/train.py takes them")
     return parser.parse_args(argv)
@@ -55,7 +59,7 @@ def _num_classes(config, cfg, cfg_sections):
     return listed or from_cfg
 
 
-def convert(weights, config_path, out, cfg=None, overrides=()):
+def convert(weights, config_path, out, cfg=None, overrides=(), overwrite=False):
     """Builds the config's detector, loads the Darknet file into it, saves OUT.
 
     Returns:
@@ -66,9 +70,11 @@ def convert(weights, config_path, out, cfg=None, overrides=()):
     """
     if not str(out).endswith(WEIGHTS_SUFFIX):
         raise InputError(out, f"the output must end in {WEIGHTS_SUFFIX} (Keras' save_weights format)")
+    check_file_output(out, "--out", overwrite=overwrite, inputs=[p for p in (weights, config_path, cfg) if p])
     from detect.train.experiment import load_experiment  # TensorFlow
     from detect.yolo.darknet_weights import (classes_from_size, darknet_layers, load_darknet_weights, read_cfg,
                                              read_darknet_file)
+    from detect.train.checkpoints import save_weights_atomic
     from detect.yolo.model import YoloDetector
 
     config = load_experiment(config_path, overrides)
@@ -89,15 +95,15 @@ def convert(weights, config_path, out, cfg=None, overrides=()):
         del probe
     detector = YoloDetector(num_classes, model_cfg)
     report = load_darknet_weights(detector, weights, cfg=cfg, data=data)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    detector.model.save_weights(str(out))
+    save_weights_atomic(detector.model, out)
     return report, num_classes
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
-        report, num_classes = convert(args.weights, args.config, args.out, cfg=args.cfg, overrides=args.overrides)
+        report, num_classes = convert(args.weights, args.config, args.out, cfg=args.cfg, overrides=args.overrides,
+                                      overwrite=args.overwrite)
     except InputError as error:
         print(error, file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -20,11 +20,15 @@ category ids), the VOC folder for VOC-layout data, the split's own records
 for YOLO and TFRecord data. The metric then defaults to voc12 for VOC-layout
 data (voc, shapes) and coco for the others.
 
+Outputs (``--json``, ``--save-dets``, ``--plots``) are checked before any
+work: a file that exists is replaced only with ``--overwrite``, a plots folder
+must be new, empty or one this tool wrote (``--overwrite`` writes into
+another), and no output may be an input. Files are replaced atomically.
+
 Bad input prints one line naming the file and the entry and exits with 2.
 """
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -36,6 +40,10 @@ from detect.cli import EXIT_BAD_INPUT, EXIT_OK, class_names_arg, exit_now, os_er
 from detect.errors import InputError  # noqa: E402
 from detect.eval.files import METRICS, evaluate_files  # noqa: E402
 from detect.eval.report import format_table, result_to_json, write_plots  # noqa: E402
+from detect.outputs import check_file_output, check_folder_output, claim_folder, write_json_atomic  # noqa: E402
+
+TOOL = "tools/eval.py"
+PLOTS_KIND = "plots"
 
 
 
@@ -57,6 +65,8 @@ def parse_args(argv):
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
                         help="with --config: the overrides the model was trained with, as tools/train.py "
                              "takes them (e.g. data.image_size=320)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing --json / --save-dets files; write --plots into an existing folder")
     args = parser.parse_args(argv)
     if (args.config is None) != (args.weights is None):
         parser.error("--config and --weights go together")
@@ -65,10 +75,26 @@ def parse_args(argv):
     return args
 
 
+def inputs_of(args):
+    return [Path(p) for p in (args.gt, args.dets, args.config, args.weights) if p]
+
+
+def check_outputs(args):
+    """The output rule (module docstring), before any work; raises ``InputError``."""
+    inputs = inputs_of(args)
+    for path, option in ((args.json, "--json"), (args.save_dets, "--save-dets")):
+        if path:
+            check_file_output(path, option, overwrite=args.overwrite, inputs=inputs)
+    if args.plots:
+        check_folder_output(args.plots, PLOTS_KIND, TOOL, "--plots", exist_ok=args.overwrite, inputs=inputs,
+                            flag="--overwrite")
+
+
 def main(argv=None):
     args = parse_args(argv)
     class_names = args.classes
     try:
+        check_outputs(args)
         if args.config is not None:
             from detect.train.predict import evaluate_split
 
@@ -83,9 +109,13 @@ def main(argv=None):
     print(format_table(result))
     try:
         if args.json:
-            Path(args.json).write_text(json.dumps(result_to_json(result), indent=2) + "\n")
+            write_json_atomic(args.json, result_to_json(result))
         if args.plots:
-            write_plots(result, args.plots)
+            write_plots(result, claim_folder(args.plots, PLOTS_KIND, TOOL, "--plots", exist_ok=args.overwrite,
+                                             inputs=inputs_of(args), flag="--overwrite"))
+    except InputError as error:
+        print(error, file=sys.stderr)
+        return EXIT_BAD_INPUT
     except OSError as error:
         print(os_error_line(error, action="cannot write"), file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -7,6 +7,11 @@
 Circles, squares and triangles on textured backgrounds, JPEG images with
 exact boxes, train and val splits, in the chosen layout (see
 ``detect.data.shapes.make_shapes``). The same seed gives the same bytes.
+
+DIR must be new, empty, or a shapes dataset this tool wrote: one with the
+same parameters is kept as it is, one with others is replaced once the new
+one is complete (it is generated into a temporary sibling folder). Any other
+folder is refused with one line and left alone.
 """
 
 import argparse
@@ -17,7 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detect.cli import EXIT_BAD_INPUT, EXIT_OK, os_error_line  # noqa: E402
-from detect.data.shapes import FORMATS, make_shapes  # noqa: E402
+from detect.data.shapes import FORMATS, ensure_shapes  # noqa: E402
+from detect.errors import InputError  # noqa: E402
 
 
 def parse_args(argv):
@@ -45,11 +51,14 @@ def main(argv=None):
     args = parse_args(argv)
     start = time.perf_counter()
     try:
-        out = make_shapes(args.out, args.format, args.num, args.size, args.seed, args.val_fraction)
+        out = ensure_shapes(args.out, args.format, args.num, args.size, args.seed, args.val_fraction)
+    except InputError as error:
+        print(error, file=sys.stderr)
+        return EXIT_BAD_INPUT
     except OSError as error:
         print(os_error_line(error, args.out, "cannot write"), file=sys.stderr)
         return EXIT_BAD_INPUT
-    print(f"wrote {args.num} {args.size}x{args.size} images ({args.format}) to {out} "
+    print(f"{out}: {args.num} {args.size}x{args.size} images ({args.format}) ready "
           f"in {time.perf_counter() - start:.1f} s")
     return EXIT_OK
 

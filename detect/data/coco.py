@@ -19,6 +19,7 @@ from detect.data.paths import confined_path
 from detect.data.records import Record
 from detect.errors import InputError
 from detect.jsonfile import load_json
+from detect.outputs import write_text_atomic
 
 IMAGES_DIR = "images"
 ANNOTATIONS_DIR = "annotations"
@@ -180,10 +181,9 @@ def records_to_coco(records, class_names=None, image_root=None):
 
 
 def write_coco(records, path, class_names=None, image_root=None):
-    """Writes ``records_to_coco(records, ...)`` to ``path`` (folders created); returns the path."""
+    """Writes ``records_to_coco(records, ...)`` to ``path`` atomically (folders created); returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(records_to_coco(records, class_names, image_root)))
+    write_text_atomic(path, json.dumps(records_to_coco(records, class_names, image_root)))
     return path
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from detect.outputs import atomic_path
+
 # BGR colours, one per class id (cycled); saturated so they stand out on pale images.
 PALETTE = (
     (40, 40, 230), (230, 120, 0), (0, 170, 0), (0, 140, 255), (200, 0, 200),
@@ -92,8 +94,9 @@ def write_examples(records, count, out_dir, seed=0):
         names.add(name)
         # PNG: JPEG smears one-pixel coloured lines.
         path = out_dir / f"{name}.png"
-        if not cv2.imwrite(str(path), drawn):
-            raise OSError(f"{path}: cannot write")
+        with atomic_path(path) as tmp:
+            if not cv2.imwrite(str(tmp), drawn):
+                raise OSError(f"{path}: cannot write")
         written.append(path)
     return written
 

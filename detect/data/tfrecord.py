@@ -27,7 +27,7 @@ Files are ``{prefix}-{i:05d}-of-{n:05d}.tfrecord`` with a ``{prefix}.json``
 sidecar holding the class names, counts and the shard list.
 """
 
-import json
+import contextlib
 import re
 from pathlib import Path
 
@@ -36,6 +36,7 @@ import tensorflow as tf
 
 from detect.data.records import Record
 from detect.errors import InputError
+from detect.outputs import atomic_path, write_json_atomic
 
 SUFFIX = ".tfrecord"
 AREA_DTYPE = np.dtype("<f8")
@@ -79,21 +80,24 @@ def write_tfrecords(records, out_dir, num_shards=8, prefix="data"):
     class_names = records[0].class_names if records else ()
     num_shards = max(1, min(int(num_shards), len(records)))
     paths = [out_dir / f"{prefix}-{i:05d}-of-{num_shards:05d}{SUFFIX}" for i in range(num_shards)]
-    _remove_stale_shards(out_dir, prefix, keep=paths)
 
     shards, class_counts = [], np.zeros(len(class_names), np.int64)
-    for path, chunk in zip(paths, np.array_split(np.arange(len(records)), num_shards)):
-        num_boxes = 0
-        with tf.io.TFRecordWriter(str(path)) as writer:
-            for i in chunk:
-                record = records[i]
-                if record.class_names != class_names:
-                    raise ValueError(f"write_tfrecords: record {record.image_id!r} has classes "
-                                     f"{record.class_names}, expected {class_names}")
-                writer.write(record_to_example(record).SerializeToString())
-                num_boxes += record.num_boxes
-                class_counts += np.bincount(record.classes, minlength=len(class_names))
-        shards.append({"file": path.name, "images": len(chunk), "boxes": num_boxes})
+    # Every shard goes to a temporary sibling first; all are renamed into place only once all are
+    # written, so a failure leaves an earlier conversion with this prefix whole.
+    with contextlib.ExitStack() as renames:
+        for path, chunk in zip(paths, np.array_split(np.arange(len(records)), num_shards)):
+            num_boxes = 0
+            with tf.io.TFRecordWriter(str(renames.enter_context(atomic_path(path)))) as writer:
+                for i in chunk:
+                    record = records[i]
+                    if record.class_names != class_names:
+                        raise ValueError(f"write_tfrecords: record {record.image_id!r} has classes "
+                                         f"{record.class_names}, expected {class_names}")
+                    writer.write(record_to_example(record).SerializeToString())
+                    num_boxes += record.num_boxes
+                    class_counts += np.bincount(record.classes, minlength=len(class_names))
+            shards.append({"file": path.name, "images": len(chunk), "boxes": num_boxes})
+    _remove_stale_shards(out_dir, prefix, keep=paths)
     sidecar = {
         "class_names": list(class_names),
         "images": len(records),
@@ -101,7 +105,7 @@ def write_tfrecords(records, out_dir, num_shards=8, prefix="data"):
         "boxes_per_class": dict(zip(class_names, class_counts.tolist())),
         "shards": shards,
     }
-    (out_dir / f"{prefix}.json").write_text(json.dumps(sidecar, indent=1) + "\n")
+    write_json_atomic(out_dir / f"{prefix}.json", sidecar, indent=1)
     return [str(p) for p in paths]
 
 
@@ -166,7 +170,8 @@ def tfrecord_files(pattern_or_dir):
     source = str(pattern_or_dir)
     path = Path(source)
     if path.is_dir():
-        files = sorted(str(p) for p in path.glob(f"*{SUFFIX}"))
+        # Hidden names are temporaries of a write in progress (or killed), not shards.
+        files = sorted(str(p) for p in path.glob(f"*{SUFFIX}") if not p.name.startswith("."))
     elif path.is_file():
         files = [source]
     else:

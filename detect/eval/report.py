@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from detect.eval.types import CocoResult, VocResult
+from detect.outputs import atomic_path
 
 # The 12 COCO summary numbers: name -> (kind, IoU, area range, max detections),
 # in pycocotools' order and wording.
@@ -159,7 +160,8 @@ def write_plots(result, out_dir):
                title=f"{name}: AP {_label(ap, 3, _undefined(result))}")
         ax.grid(alpha=0.3)
         path = out_dir / f"pr_{k:03d}_{_safe_name(name)}.png"
-        fig.savefig(path, dpi=100)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100)
         written.append(path)
 
     names = list(result.per_class)
@@ -176,7 +178,8 @@ def write_plots(result, out_dir):
     ax.set(xlim=(0, 1.12), xlabel="AP", title=f"AP per class ({metric_name(result)}, {summary})")
     fig.tight_layout()
     path = out_dir / "ap_per_class.png"
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     written.append(path)
     return written
 

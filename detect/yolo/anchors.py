@@ -90,12 +90,93 @@ def letterbox_box_sizes(records, size):
 
 
 def write_anchors(config_path, anchors):
-    """Sets ``model.anchors`` in a YAML config, keeping the rest of the file."""
-    import yaml
+    """Sets ``model.anchors`` in a YAML config, leaving every other byte of the file as it was.
 
+    The anchors replace the text of an existing ``model.anchors`` value, or
+    go in as the first key of ``model`` (a ``model:`` section is appended
+    when there is none), so the file's comments, order and layout survive.
+    The file is replaced atomically, and only after the edited text reads
+    back as the same config with the new anchors.
+
+    Args:
+      config_path: the YAML config to edit.
+      anchors: [K, 2] widths and heights.
+
+    Raises:
+      InputError: the file is unreadable, not YAML, or its ``model`` is not a mapping.
+    """
     from pathlib import Path
 
+    import yaml
+
+    from detect.errors import InputError
+    from detect.outputs import write_text_atomic
+
     path = Path(config_path)
-    data = yaml.safe_load(path.read_text()) or {}
-    data.setdefault("model", {})["anchors"] = [list(a) for a in anchors]
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    try:
+        text = path.read_text()
+        before = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except OSError as error:
+        raise InputError(path, f"cannot read: {error.strerror or error}") from None
+    except yaml.YAMLError as error:
+        raise InputError(path, f"malformed YAML: {error}") from None
+    value = "[" + ", ".join(f"[{float(w):g}, {float(h):g}]" for w, h in anchors) + "]"
+    key, model = _mapping_entry(root, "model", path) if root is not None else (None, None)
+    if model is None:  # no model section: a new block at the end
+        text = (text if not text or text.endswith("\n") else text + "\n") + f"model:\n  anchors: {value}\n"
+    elif isinstance(model, yaml.ScalarNode) and model.tag.endswith(":null"):  # "model:" and nothing
+        at = text.index(":", key.end_mark.index) + 1
+        text = text[:at] + f"\n  anchors: {value}" + text[at:]
+    elif not isinstance(model, yaml.MappingNode):
+        raise InputError(path, "model is not a mapping; cannot set model.anchors")
+    else:
+        key, current = _mapping_entry(model, "anchors", path)
+        if current is not None:
+            if not current.flow_style and isinstance(current, yaml.SequenceNode) and current.value:
+                # A block list: the value goes on the key's line; from its colon to the last item's end.
+                start = text.index(":", key.end_mark.index) + 1
+                text = text[:start] + f" {value}" + text[_block_end(current):]
+            else:
+                text = text[:current.start_mark.index] + value + text[current.end_mark.index:]
+        elif model.flow_style:
+            at = model.start_mark.index + 1  # just after "{"
+            text = text[:at] + f"anchors: {value}" + (", " if model.value else "") + text[at:]
+        else:
+            first = model.value[0][0]
+            at = first.start_mark.index - first.start_mark.column  # the start of its line
+            text = text[:at] + " " * first.start_mark.column + f"anchors: {value}\n" + text[at:]
+    try:
+        after = yaml.safe_load(text)
+    except yaml.YAMLError:
+        after = None
+    expected = dict(before or {})
+    expected["model"] = {**((before or {}).get("model") or {}), "anchors": [[float(w), float(h)] for w, h in anchors]}
+    if after != expected:  # a layout this edit does not know; the file is left as it was
+        raise InputError(path, "cannot place model.anchors in this file's layout; add them by hand: "
+                               f"anchors: {value}")
+    write_text_atomic(path, text)
+
+
+def _block_end(node):
+    """Where a block node's last value ends in the text (a block node's own end mark lies past
+    the comments and line break that follow it)."""
+    import yaml
+
+    while isinstance(node, (yaml.SequenceNode, yaml.MappingNode)) and not node.flow_style and node.value:
+        node = node.value[-1] if isinstance(node, yaml.SequenceNode) else node.value[-1][1]
+    return node.end_mark.index
+
+
+def _mapping_entry(node, key, path):
+    """(key node, value node) of ``key`` in a YAML mapping node, or (None, None)."""
+    import yaml
+
+    from detect.errors import InputError
+
+    if not isinstance(node, yaml.MappingNode):
+        raise InputError(path, "the config must be a mapping of sections")
+    for k, v in node.value:
+        if isinstance(k, yaml.ScalarNode) and k.value == key:
+            return k, v
+    return None, None
