@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Export a trained detector as a SavedModel (TensorFlow Serving) or a TFLite model (mobile).
 
-    python tools/export.py --run RUN_DIR --format saved_model --out OUT_DIR
+    python tools/export.py --run RUN_DIR --format saved_model --out OUT_DIR [--overwrite]
                            [--score S --iou I --max-det K] [--check [--split SPLIT]]
-    python tools/export.py --run RUN_DIR --format tflite --out MODEL.tflite
+    python tools/export.py --run RUN_DIR --format tflite --out MODEL.tflite [--overwrite]
                            [--quantize float16|int8] [--calibration-images N] [--flex]
                            [--score S --iou I --max-det K] [--check [--split SPLIT]]
 
@@ -15,8 +15,17 @@ the config's fixed letterboxed input size, with ``MODEL.json`` beside it
 with ``Detector.load(OUT)``. ``--score/--iou/--max-det`` are the defaults the
 export records (a SavedModel's ``serving_default`` applies them).
 
+What ``--out`` may be: a new path; for a SavedModel also an empty folder
+or an earlier export of this tool (replaced only once the new one is
+complete, so a failed export leaves it intact). An existing folder of
+anything else, or an existing ``.tflite`` / ``.json``, is refused unless
+``--overwrite``. The run directory, its files and the dataset are never
+written over, ``--overwrite`` or not. Thresholds and ``--out`` are checked
+before any work.
+
 ``--quantize int8`` calibrates on ``--calibration-images`` images (default
-100) of the config's training split. ``--flex`` allows TensorFlow (Flex) ops
+100) of the config's training split (all of them, with a note, if it
+holds fewer). ``--flex`` allows TensorFlow (Flex) ops
 in a TFLite model where builtins do not suffice. Faster R-CNN exports as a
 SavedModel only.
 
@@ -46,6 +55,8 @@ def parse_args(argv):
     parser.add_argument("--format", choices=("saved_model", "tflite"), default="saved_model",
                         help="saved_model (default) or tflite")
     parser.add_argument("--out", required=True, help="SavedModel directory, or the .tflite file to write")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out that is not an earlier export (never the run's own files)")
     parser.add_argument("--quantize", choices=("float16", "int8"), help="tflite: quantisation (default float32)")
     parser.add_argument("--calibration-images", type=int, default=100, metavar="N",
                         help="tflite int8: training images to calibrate on (default 100)")
@@ -69,7 +80,8 @@ def export(args):
     detector = Detector.load(args.run)
     thresholds = {"score_threshold": args.score, "iou_threshold": args.iou, "max_detections": args.max_det}
     options = dict(quantize=args.quantize, flex=args.flex, calibration_images=args.calibration_images)
-    path = detector.export(args.out, format=args.format, **thresholds, **(options if args.format == "tflite" else {}))
+    path = detector.export(args.out, format=args.format, overwrite=args.overwrite, **thresholds,
+                           **(options if args.format == "tflite" else {}))
     return detector, path
 
 

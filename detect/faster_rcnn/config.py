@@ -34,8 +34,8 @@ class FasterRcnnConfig:
         VGG16 (``block2_pool``) or ResNet50's C2 when ``backbone_weights`` is
         given, nothing otherwise; "" = nothing.
       anchor_scales, anchor_ratios: ``generate_anchors`` scales (x the
-        level's stride) and height/width ratios, each > 0; 3 x 3 = 9 anchors
-        per cell by default.
+        level's stride) and height/width ratios, each > 0, at least one of
+        each; 3 x 3 = 9 anchors per cell by default.
       rpn_width: channels of the RPN's 3x3 convolution (512 for VGG16), >= 1.
       rpn_batch: anchors sampled per image, >= 1; rpn_positive_fraction:
         largest positive share, in (0, 1].
@@ -113,6 +113,9 @@ class FasterRcnnConfig:
 
     def __post_init__(self):
         check_fields(self)
+        for key in ("anchor_scales", "anchor_ratios"):
+            if not getattr(self, key):  # no anchors: an RPN of 0 filters
+                raise FieldError(key, "needs at least one value, got []")
         levels = [level.name for level in backbone_levels(self.backbone)]
         if self.feature_level not in levels:
             raise FieldError("feature_level", f"{self.backbone!r} has levels {', '.join(levels)}, "

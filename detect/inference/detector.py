@@ -15,11 +15,17 @@ Inputs of one size go through the model together (``batch_size`` at a
 time); the compiled function takes any batch and any image size, so a video
 stream (or a folder of photos of mixed sizes) never retraces. Calls from
 several threads are safe.
+
+A list of files is decoded one batch at a time: their sizes come from the
+file headers (``peek_size``), so 160 photos cost the memory of
+``batch_size`` decoded ones, not of 160. Every input meets a pixel budget
+(``max_pixels``, about 100 megapixels by default) before it is decoded.
 """
 
 import dataclasses
 import json
 import logging
+import numbers
 import threading
 from pathlib import Path
 
@@ -27,7 +33,7 @@ import numpy as np
 
 from detect.errors import InputError
 from detect.inference.detections import Detections
-from detect.inference.images import describe, read_image
+from detect.inference.images import DEFAULT_MAX_PIXELS, describe, peek_size, read_image
 
 log = logging.getLogger("detect")
 
@@ -45,17 +51,29 @@ class Detector:
 
     Build one with ``Detector.load`` or ``Detector.from_config``.
 
+    Args:
+      max_pixels: the pixel budget of one input image, checked from a file's
+        header before it is decoded (default ``DEFAULT_MAX_PIXELS``); None
+        disables it. Also a keyword of ``load`` and ``from_config``.
+      inputs: the files and folders the detector was read from (``load``
+        and ``from_config`` fill it in): ``export`` never writes over them.
+
     Attributes:
       class_names: list of str, indexed by class id.
       config: the ``ExperimentConfig`` (None for a SavedModel).
     """
 
-    def __init__(self, backend, class_names, config=None, source=None, batch_size=DEFAULT_BATCH_SIZE):
+    def __init__(self, backend, class_names, config=None, source=None, batch_size=DEFAULT_BATCH_SIZE,
+                 max_pixels=DEFAULT_MAX_PIXELS, inputs=()):
         self._backend = backend
         self.class_names = list(class_names)
         self.config = config
         self.source = source
-        self.batch_size = int(batch_size)
+        self.batch_size = _whole_number(batch_size, "batch_size")
+        if max_pixels is not None:
+            max_pixels = _whole_number(max_pixels, "max_pixels")
+        self.max_pixels = max_pixels
+        self.inputs = tuple(Path(p) for p in inputs)
 
     # ---- construction -------------------------------------------------------------
     @classmethod
@@ -69,19 +87,22 @@ class Detector:
           config: for a weights file: its experiment config (a YAML path or
             an ``ExperimentConfig``); for a run directory it overrides the
             run's ``config.yaml``.
-          kwargs: ``batch_size``; ``precision`` (see ``from_config``) for a
-            run directory or weights file.
+          kwargs: ``batch_size``, ``max_pixels``; ``precision`` (see
+            ``from_config``) for a run directory or weights file.
 
         Raises:
-          InputError: the path is none of those.
+          InputError: the path is none of those, or its files are broken:
+          weights that are truncated or of another class count than the
+          config, a SavedModel without its variables, an export whose JSON
+          lists another class count than the model holds.
         """
         path = Path(path)
         if path.is_dir() and (path / "saved_model.pb").exists():
-            return cls(*_saved_model_backend(path), source=str(path), **kwargs)
+            return cls(*_saved_model_backend(path), source=str(path), inputs=[path], **kwargs)
         if path.suffix == ".tflite":
-            from detect.inference.tflite import tflite_backend
+            from detect.inference.tflite import meta_path, tflite_backend
 
-            return cls(*tflite_backend(path), source=str(path), **kwargs)
+            return cls(*tflite_backend(path), source=str(path), inputs=[path, meta_path(path)], **kwargs)
         if path.is_dir():
             if config is None:
                 if not (path / "config.yaml").exists():
@@ -94,10 +115,10 @@ class Detector:
             raise InputError(path, "a weights file needs its config: Detector.load(weights, config=...)")
         from detect.train.predict import resolve_weights
 
-        return cls.from_config(config, weights=resolve_weights(path), **kwargs)
+        return cls.from_config(config, weights=resolve_weights(path), inputs=[path], **kwargs)
 
     @classmethod
-    def from_config(cls, config, weights=None, class_names=None, precision="float32", **kwargs):
+    def from_config(cls, config, weights=None, class_names=None, precision="float32", inputs=(), **kwargs):
         """A detector built from an experiment config, with weights or freshly initialised.
 
         Args:
@@ -108,6 +129,13 @@ class Detector:
             the network in that precision (Keras mixed precision; weights stay
             float32, decoding and NMS run in float32). bfloat16 pays on CPUs
             with AVX-512 BF16 or AMX, float16 on GPUs.
+          inputs: more paths the detector was read from (``Detector``'s
+            ``inputs``; the config file and weights are added).
+          kwargs: ``batch_size``, ``max_pixels``.
+
+        Raises:
+          InputError: a bad config, or weights that are unreadable or do not
+          fit the config's model (another class count, another model).
         """
         import keras
 
@@ -116,7 +144,9 @@ class Detector:
 
         if precision not in PRECISIONS:
             raise InputError("precision", f"{precision!r}; one of {', '.join(PRECISIONS)}")
+        inputs = list(inputs)
         if not isinstance(config, ExperimentConfig):
+            inputs.append(Path(config))
             config = load_experiment(config)
         names = list(class_names) if class_names is not None else _config_class_names(config)
         previous = keras.mixed_precision.global_policy()
@@ -128,11 +158,12 @@ class Detector:
             keras.mixed_precision.set_global_policy(previous)
         source = None
         if weights is not None:
-            from detect.train.predict import resolve_weights
+            from detect.train.predict import load_weights, resolve_weights
 
             source = str(resolve_weights(weights))
-            task.model.load_weights(source)
-        return cls(_KerasBackend(task, config), names, config=config, source=source, **kwargs)
+            load_weights(task.model, source, len(names))
+            inputs.append(Path(source))
+        return cls(_KerasBackend(task, config), names, config=config, source=source, inputs=inputs, **kwargs)
 
     # ---- prediction ---------------------------------------------------------------
     @property
@@ -144,13 +175,17 @@ class Detector:
         """Detections of one image or a list of images.
 
         Args:
-          images: an image (file path, [H, W, 3] uint8 array, PIL image) or a
-            list of them.
-          score_threshold: keep detections scoring above it (default
-            ``DEFAULT_SCORE_THRESHOLD``).
-          iou_threshold: per-class NMS threshold (default: the config's).
-          max_detections: per image (default: the config's).
-          classes: class names or ids to keep (None: all); applied before NMS.
+          images: an image (file path, its encoded bytes, [H, W, 3] uint8
+            array, PIL image) or a list of them. PIL images may also be
+            16-bit grey (``I;16``, as the path reader gives the file); float
+            ones (mode ``F``) are refused like float arrays (see
+            ``detect.inference.images``).
+          score_threshold: keep detections scoring above it, in [0, 1]
+            (default ``DEFAULT_SCORE_THRESHOLD``).
+          iou_threshold: per-class NMS threshold, in [0, 1] (default: the config's).
+          max_detections: per image, a whole number >= 1 (default: the config's).
+          classes: class names or ids (ints, numpy ints) to keep, one or a
+            list (None: all); applied before NMS.
           bgr: arrays are BGR (OpenCV frames).
           skip_bad: for a list, a bad input gives empty ``Detections`` with
             its ``error`` set instead of raising.
@@ -159,35 +194,45 @@ class Detector:
           ``Detections`` for one image; a list of them (in input order) for a list.
 
         Raises:
-          InputError: naming a bad input (unreadable path, not [H, W, 3]
-          uint8, zero-size) or argument, before any image is run.
+          InputError: naming a bad argument, or a bad input: unreadable
+          path, more pixels than ``max_pixels``, not [H, W, 3] uint8,
+          zero-size (all found before any image is run), or a file that
+          does not decode (found when its batch is decoded, as files are
+          decoded one batch at a time).
         """
         single = not isinstance(images, (list, tuple))
         items = [images] if single else list(images)
         if not items:
             raise InputError("images", "empty list: nothing to detect")
         options = self.resolve_options(score_threshold, iou_threshold, max_detections, classes)
-        arrays, errors = [], []
-        for item in items:
-            try:
-                arrays.append(read_image(item, bgr=bgr))
-                errors.append(None)
-            except InputError as error:
-                if single or not skip_bad:
-                    raise
-                arrays.append(None)
-                errors.append(error)
         results = [None] * len(items)
-        for indices in _same_size_groups(arrays, self.batch_size):
-            batch = np.stack([arrays[i] for i in indices])
-            out = self._backend.run(batch, *options)
-            for row, i in enumerate(indices):
-                results[i] = self._detections(out, row, arrays[i].shape[:2], describe(items[i]))
-        for i, error in enumerate(errors):
-            if error is not None:
-                results[i] = Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32),
-                                        np.zeros(0, np.int32), [], None, describe(items[i]))
-                results[i].error = error
+
+        def bad(i, error):
+            if single or not skip_bad:
+                raise error
+            results[i] = Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32),
+                                    [], None, describe(items[i]))
+            results[i].error = error
+
+        # Sizes (and the budget) from the headers first: a batch is decoded only when it runs.
+        sizes = {}
+        for i, item in enumerate(items):
+            try:
+                sizes[i] = peek_size(item, self.max_pixels)
+            except InputError as error:
+                bad(i, error)
+        for indices in _same_size_groups(sizes, self.batch_size):
+            arrays = {}
+            for i in indices:
+                try:
+                    arrays[i] = read_image(items[i], bgr=bgr, max_pixels=self.max_pixels)
+                except InputError as error:
+                    bad(i, error)
+            # Batched by the decoded shapes: a header's size only plans the batches.
+            for same in _same_size_groups({i: a.shape for i, a in arrays.items()}, self.batch_size):
+                out = self._backend.run(np.stack([arrays[i] for i in same]), *options)
+                for row, i in enumerate(same):
+                    results[i] = self._detections(out, row, arrays[i].shape[:2], describe(items[i]))
         return results[0] if single else results
 
     __call__ = predict
@@ -195,22 +240,26 @@ class Detector:
     def resolve_options(self, score_threshold=None, iou_threshold=None, max_detections=None, classes=None):
         """``predict``'s options with defaults filled in: (score, iou, max_detections, class mask [C]).
 
+        ``export`` checks its thresholds here too, before any work.
+
         Raises:
-          InputError: a threshold outside [0, 1], ``max_detections`` < 1, an unknown class.
+          InputError: a threshold that is not a number in [0, 1], a
+          ``max_detections`` that is not a whole number >= 1 (2.7 is refused,
+          not truncated), an unknown class or a class that is neither a name
+          nor an integer id.
         """
-        score = DEFAULT_SCORE_THRESHOLD if score_threshold is None else float(score_threshold)
-        iou = self._backend.iou_threshold if iou_threshold is None else float(iou_threshold)
-        max_det = self._backend.max_detections if max_detections is None else int(max_detections)
-        if not 0.0 <= score <= 1.0:
-            raise InputError("score_threshold", f"{score} is not in [0, 1]")
-        if not 0.0 <= iou <= 1.0:
-            raise InputError("iou_threshold", f"{iou} is not in [0, 1]")
-        if max_det < 1:
-            raise InputError("max_detections", f"{max_det}; must be >= 1")
+        score = DEFAULT_SCORE_THRESHOLD if score_threshold is None else _fraction(score_threshold, "score_threshold")
+        iou = self._backend.iou_threshold if iou_threshold is None else _fraction(iou_threshold, "iou_threshold")
+        max_det = (self._backend.max_detections if max_detections is None
+                   else _whole_number(max_detections, "max_detections"))
         mask = np.ones(self.num_classes, np.float32)
         if classes is not None:
             mask[:] = 0.0
-            for c in [classes] if isinstance(classes, (str, int)) else classes:
+            if isinstance(classes, np.ndarray):
+                classes = classes.tolist()  # numpy ids to Python ones (a 0-d array to one id)
+            if isinstance(classes, (str, numbers.Number, np.generic)):
+                classes = [classes]  # one name or id
+            for c in classes:
                 mask[self._class_id(c)] = 1.0
         return score, iou, max_det, mask
 
@@ -219,6 +268,8 @@ class Detector:
             if c not in self.class_names:
                 raise InputError("classes", f"unknown class {c!r}; known: {', '.join(self.class_names)}")
             return self.class_names.index(c)
+        if isinstance(c, (bool, np.bool_)) or not isinstance(c, numbers.Integral):
+            raise InputError("classes", f"{c!r} is neither a class name nor an integer class id")
         if not 0 <= int(c) < self.num_classes:
             raise InputError("classes", f"class id {c} is not in [0, {self.num_classes})")
         return int(c)
@@ -244,7 +295,7 @@ class Detector:
         """
         from detect.data.drawing import draw_boxes
 
-        rgb = read_image(image, bgr=bgr)
+        rgb = read_image(image, bgr=bgr, max_pixels=self.max_pixels)
         drawn = draw_boxes(rgb[..., ::-1], detections.boxes, detections.classes, self.class_names,
                            scores=detections.scores)
         return drawn if bgr else np.ascontiguousarray(drawn[..., ::-1])
@@ -303,28 +354,52 @@ class Detector:
                     results.append(entry)
         return score_results(config, split, self.class_names, records, results, metric, save_dets)
 
-    def export(self, out, format="saved_model", **kwargs):
+    def export(self, out, format="saved_model", overwrite=False, **kwargs):
         """Writes the detector for serving or mobile; see ``detect.inference.export``.
+
+        Args:
+          out: the SavedModel folder or ``.tflite`` file.
+          format: ``saved_model`` or ``tflite``.
+          overwrite: also replace a folder or file that is not an earlier
+            export (never one of ``inputs``); see ``detect.inference.export``.
+          kwargs: the thresholds, and TFLite's options.
 
         Returns:
           the written path.
         """
         from detect.inference import export
 
-        if self.config is None:
-            raise InputError(self.source or "Detector", "already an exported SavedModel")
-        return export.export(self, out, format=format, **kwargs)
+        return export.export(self, out, format=format, overwrite=overwrite, **kwargs)
 
 
-def _same_size_groups(arrays, batch_size):
-    """Indices of the images that can go through the model together: one size, at most batch_size."""
+def _same_size_groups(sizes, batch_size):
+    """Indices of the images that can go through the model together: one size, at most batch_size.
+
+    Args:
+      sizes: dict image index -> its size (any hashable), or None for an
+        unknown size (such an image goes alone).
+    """
     groups = {}
-    for i, array in enumerate(arrays):
-        if array is not None:
-            groups.setdefault(array.shape, []).append(i)
+    for i, size in sizes.items():
+        groups.setdefault(("alone", i) if size is None else size, []).append(i)
     for indices in groups.values():
         for start in range(0, len(indices), batch_size):
             yield indices[start:start + batch_size]
+
+
+def _fraction(value, name):
+    """A threshold: a real number in [0, 1] (NaN and bools refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
+        raise InputError(name, f"{value!r} is not a number in [0, 1]")
+    return float(value)
+
+
+def _whole_number(value, name):
+    """A count: a whole number >= 1 (3.0 passes as 3; 2.7, bools and NaN are refused, not truncated)."""
+    whole = isinstance(value, numbers.Integral) or (isinstance(value, numbers.Real) and float(value).is_integer())
+    if isinstance(value, (bool, np.bool_)) or not whole or value < 1:
+        raise InputError(name, f"{value!r} is not a whole number >= 1")
+    return int(value)
 
 
 def _config_class_names(config):
@@ -392,12 +467,30 @@ class _SavedModelBackend:
 
     task = None
 
-    def __init__(self, path, meta):
+    def __init__(self, path, meta, num_classes):
         import tensorflow as tf
 
-        self.loaded = tf.saved_model.load(str(path))
-        self.iou_threshold = float(meta["iou_threshold"])
-        self.max_detections = int(meta["max_detections"])
+        if not (path / "variables").is_dir():
+            raise InputError(path, "a SavedModel without its variables/ folder (an incomplete copy?); export "
+                                   "it again with tools/export.py")
+        try:
+            self.iou_threshold = float(meta["iou_threshold"])
+            self.max_detections = int(meta["max_detections"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise InputError(path / EXPORT_META, f"not written by tools/export.py: a missing or bad iou_threshold "
+                                                 f"or max_detections ({error})") from None
+        try:
+            self.loaded = tf.saved_model.load(str(path))
+            detect = self.loaded.detect
+        except (OSError, ValueError, AttributeError, tf.errors.OpError) as error:
+            reason = " ".join(str(error).split())[:300]
+            raise InputError(path, f"cannot load this SavedModel (not a complete export of tools/export.py: "
+                                   f"{reason})") from None
+        # detect(images, score_threshold, iou_threshold, class_mask [C])
+        model_classes = detect.input_signature[3].shape[0] if detect.input_signature else None
+        if model_classes is not None and model_classes != num_classes:
+            raise InputError(path / EXPORT_META, f"lists {num_classes} classes, the SavedModel holds "
+                                                 f"{model_classes}; the JSON belongs to another export")
 
     def run(self, images, score_threshold, iou_threshold, max_detections, class_mask):
         if max_detections > self.max_detections:
@@ -430,4 +523,4 @@ def read_export_meta(meta_path):
 
 def _saved_model_backend(path):
     meta, class_names, config = read_export_meta(path / EXPORT_META)
-    return _SavedModelBackend(path, meta), class_names, config
+    return _SavedModelBackend(path, meta, len(class_names)), class_names, config

@@ -20,56 +20,104 @@ no XLA-compiled function (``detect.ops.without_xla``), so it needs no XLA JIT
 where it is served.
 ``detect.json`` beside ``saved_model.pb`` names the classes (in class-id
 order) and the export settings.
+
+What an export may write over (``detect.outputs``, the project's one rule):
+
+- A SavedModel folder is built in a temporary sibling and swapped in only
+  when complete, so a failed export leaves the previous one as it was. It
+  replaces an earlier export of ``tools/export.py`` (its ``MARKER`` of kind
+  ``saved_model``; exports made before markers existed count as foreign
+  once) or an empty folder; any other existing folder is refused unless
+  ``overwrite``.
+- A ``.tflite`` file and its ``.json`` are files: an existing one is
+  refused unless ``overwrite`` (a file carries no marker to tell an earlier
+  export from a user's file); both are written through temporaries and
+  renamed into place together at the end.
+- Never, ``overwrite`` or not, over what the detector was read from
+  (``Detector.inputs``: the run directory, its config and weights) or the
+  dataset's root, nor over a folder holding them.
+
+The thresholds are checked (``Detector.resolve_options``) and the output
+path claimed before any tracing or conversion, so a bad argument or
+an unwritable ``out`` costs nothing and writes nothing.
 """
 
 import json
-import shutil
 from pathlib import Path
 
 from detect.errors import InputError
 
 FORMATS = ("saved_model", "tflite")
+# The folder kind and tool in a SavedModel's MARKER (detect.outputs).
+SAVED_MODEL_KIND = "saved_model"
+TOOL = "tools/export.py"
 
 
 def export(detector, out, format="saved_model", score_threshold=None, iou_threshold=None, max_detections=None,
-           **kwargs):
-    """Writes ``detector`` as ``format`` to ``out``; returns the path written."""
+           overwrite=False, **kwargs):
+    """Writes ``detector`` as ``format`` to ``out``; returns the path written.
+
+    Raises:
+      InputError: an unknown format, a bad threshold, an ``out`` that may
+      not be written (see the module notes), or what the format's writer raises.
+    """
     if format not in FORMATS:
         raise InputError("format", f"unknown export format {format!r}; one of {', '.join(FORMATS)}")
     if format == "saved_model":
-        return export_saved_model(detector, out, score_threshold, iou_threshold, max_detections, **kwargs)
+        return export_saved_model(detector, out, score_threshold, iou_threshold, max_detections,
+                                  overwrite=overwrite, **kwargs)
     from detect.inference.tflite import export_tflite
 
     return export_tflite(detector, out, score_threshold=score_threshold, iou_threshold=iou_threshold,
-                         max_detections=max_detections, **kwargs)
+                         max_detections=max_detections, overwrite=overwrite, **kwargs)
 
 
-def export_saved_model(detector, out, score_threshold=None, iou_threshold=None, max_detections=None):
+def export_inputs(detector):
+    """What an export of ``detector`` must never write over: ``Detector.inputs`` and the dataset root."""
+    from detect.data.formats import dataset_root
+
+    inputs = list(detector.inputs)
+    if detector.config is not None and detector.config.data.root:
+        inputs.append(dataset_root(detector.config.data))
+    return inputs
+
+
+def export_saved_model(detector, out, score_threshold=None, iou_threshold=None, max_detections=None,
+                       overwrite=False):
     """The SavedModel of the module docstring.
 
     Args:
       detector: a Keras-backed ``Detector``.
-      out: the directory to write (replaced if it exists).
+      out: the folder to write: new, empty, or an earlier export (replaced
+        once the new one is complete); any other folder only with
+        ``overwrite``; never an input (module notes).
       score_threshold: ``serving_default``'s (default
         ``DEFAULT_SCORE_THRESHOLD``); iou_threshold and max_detections
-        default to the config's.
+        default to the config's. Checked as ``Detector.predict`` checks them.
+      overwrite: also replace a folder (or file) that is not an earlier export.
 
     Returns:
       ``Path(out)``.
+
+    Raises:
+      InputError: a bad threshold, or an ``out`` that may not or cannot be
+      written, before any work.
     """
     import keras
     import tensorflow as tf
 
     from detect.config import to_dict
-    from detect.inference.detector import DEFAULT_SCORE_THRESHOLD, EXPORT_META
+    from detect.inference.detector import EXPORT_META
     from detect.inference.graph import detect_images
     from detect.ops import without_xla
+    from detect.outputs import replaced_folder
 
     backend = detector._backend
+    if getattr(backend, "task", None) is None or detector.config is None:
+        raise InputError(detector.source or "Detector", "SavedModel export needs a Keras-backed detector "
+                                                        "(Detector.load(run_dir)), not an exported one")
     task, data_cfg = backend.task, detector.config.data
-    score = DEFAULT_SCORE_THRESHOLD if score_threshold is None else float(score_threshold)
-    iou = backend.iou_threshold if iou_threshold is None else float(iou_threshold)
-    max_det = backend.max_detections if max_detections is None else int(max_detections)
+    score, iou, max_det, _ = detector.resolve_options(score_threshold, iou_threshold, max_detections)
     num_classes = detector.num_classes
     images_spec = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
 
@@ -81,21 +129,21 @@ def export_saved_model(detector, out, score_threshold=None, iou_threshold=None, 
         return detect_images(task, data_cfg, images, score_threshold, iou_threshold, max_det, class_mask)
 
     out = Path(out)
-    if out.exists():
-        shutil.rmtree(out)
-    # No XLA-compiled functions in the graph: TensorFlow Serving on CPU runs without XLA's JIT.
-    with without_xla():
-        archive = keras.export.ExportArchive()
-        archive.track(task.model)
-        archive.add_endpoint("serving_default", serve, input_signature=[images_spec])
-        archive.add_endpoint("detect", detect, input_signature=[
-            images_spec, tf.TensorSpec([], tf.float32, name="score_threshold"),
-            tf.TensorSpec([], tf.float32, name="iou_threshold"),
-            tf.TensorSpec([num_classes], tf.float32, name="class_mask")])
-        archive.write_out(str(out), verbose=False)
     meta = {"class_names": detector.class_names, "model_type": detector.config.model.type,
             "score_threshold": score, "iou_threshold": iou, "max_detections": max_det,
             "input": "images uint8 [B, H, W, 3] RGB", "boxes": "xyxy, input image pixels",
             "source": detector.source, "config": to_dict(detector.config)}
-    (out / EXPORT_META).write_text(json.dumps(meta, indent=1, default=str))
+    with replaced_folder(out, kind=SAVED_MODEL_KIND, tool=TOOL, option="--out", overwrite=overwrite,
+                         inputs=export_inputs(detector)) as tmp:
+        # No XLA-compiled functions in the graph: TensorFlow Serving on CPU runs without XLA's JIT.
+        with without_xla():
+            archive = keras.export.ExportArchive()
+            archive.track(task.model)
+            archive.add_endpoint("serving_default", serve, input_signature=[images_spec])
+            archive.add_endpoint("detect", detect, input_signature=[
+                images_spec, tf.TensorSpec([], tf.float32, name="score_threshold"),
+                tf.TensorSpec([], tf.float32, name="iou_threshold"),
+                tf.TensorSpec([num_classes], tf.float32, name="class_mask")])
+            archive.write_out(str(tmp), verbose=False)
+        (tmp / EXPORT_META).write_text(json.dumps(meta, indent=1, default=str))
     return out

@@ -41,9 +41,17 @@ per-class NMS (``detect.ops.batched_nms``) on boxes in input pixels, then
 thresholds, input size, quantisation, output names and the decoding.
 
 Faster R-CNN is not exported: see ``FASTER_RCNN_UNSUPPORTED``.
+
+An existing ``.tflite`` (or ``.json`` beside it) is replaced only with
+``overwrite``, never when it is an input, and both files are written
+through temporaries renamed into place at the end (``detect.outputs``; see
+``detect.inference.export``). int8 calibration uses every training image
+when the split holds fewer than asked, says so (a warning on the ``detect``
+logger), and records the number used in the JSON.
 """
 
 import json
+import logging
 import shutil
 import tempfile
 import threading
@@ -56,11 +64,14 @@ import numpy as np
 
 from detect.errors import InputError
 
+log = logging.getLogger("detect")
+
 QUANTIZE = (None, "float16", "int8")
 DECODE = ("model", "host")
 INPUT_NAME = "image"
 MODEL_OUTPUTS = ("boxes", "scores")  # decode="model"
 RAW_OUTPUT = "raw_{}"  # decode="host": one per level
+RAW_BOX_FIELDS = 5  # tx, ty, tw, th, objectness: a raw output's last axis is 5 + C
 META_SUFFIX = ".json"
 DEFAULT_CALIBRATION_IMAGES = 100
 # Interpreter threads; None lets TFLite decide.
@@ -87,7 +98,7 @@ def meta_path(path):
 # ---- export ---------------------------------------------------------------------------
 
 def export_tflite(detector, out, quantize=None, flex=False, calibration_images=DEFAULT_CALIBRATION_IMAGES,
-                  decode=None, score_threshold=None, iou_threshold=None, max_detections=None):
+                  decode=None, score_threshold=None, iou_threshold=None, max_detections=None, overwrite=False):
     """Writes a Keras-backed YOLO ``Detector`` as a ``.tflite`` model (see the module notes).
 
     Args:
@@ -101,13 +112,17 @@ def export_tflite(detector, out, quantize=None, flex=False, calibration_images=D
       flex: also allow TensorFlow ops (``SELECT_TF_OPS``); such a model
         needs the Flex delegate (in the ``tensorflow`` pip package, not in
         the LiteRT runtime alone).
-      calibration_images: int8 only, >= 1.
+      calibration_images: int8 only, >= 1; a training split with fewer
+        images calibrates on all of them (a warning says so, the JSON
+        records the number used).
       decode: ``"model"`` (boxes and scores out of the model) or ``"host"``
         (raw head outputs; the backend decodes). Default: host for int8,
         model otherwise.
       score_threshold, iou_threshold, max_detections: the defaults recorded
         in the JSON (the backend applies them on the host; each call can
-        override them).
+        override them), checked as ``Detector.predict`` checks them.
+      overwrite: replace an existing ``out`` or JSON (never an input of
+        the detector, ``Detector.inputs``).
 
     Returns:
       ``Path(out)``.
@@ -115,11 +130,14 @@ def export_tflite(detector, out, quantize=None, flex=False, calibration_images=D
     Raises:
       InputError: not a Keras-backed detector, not YOLO (Faster R-CNN does
       not convert to builtin ops), not letterboxed, an unknown ``quantize``
-      or ``decode``, a bad ``out`` or ``calibration_images``, or a model
-      that does not convert with the ops allowed.
+      or ``decode``, a bad threshold or ``calibration_images``, an ``out``
+      that exists (without ``overwrite``), is an input or cannot be
+      written (all before any conversion), or a model that does not
+      convert with the ops allowed.
     """
     from detect.config import to_dict
-    from detect.inference.detector import DEFAULT_SCORE_THRESHOLD
+    from detect.inference.export import export_inputs
+    from detect.outputs import atomic_path, check_file_output, write_text_atomic
 
     backend = detector._backend
     config = detector.config
@@ -144,24 +162,30 @@ def export_tflite(detector, out, quantize=None, flex=False, calibration_images=D
                                         f"not {config.data.resize!r}")
     if quantize == "int8" and int(calibration_images) < 1:
         raise InputError("calibration_images", f"{calibration_images}; int8 calibration needs >= 1 image")
+    score, iou, max_det, _ = detector.resolve_options(score_threshold, iou_threshold, max_detections)
+    inputs = export_inputs(detector)
+    for path in (out, meta_path(out)):
+        check_file_output(path, "--out", overwrite=overwrite, inputs=inputs)
 
     task = backend.task
     size = int(config.data.image_size)
-    content = _convert(task, size, quantize, flex, decode, calibration_images, config, detector.class_names)
+    records = None
+    if quantize == "int8":
+        records = calibration_records(config, detector.class_names, int(calibration_images))
+        if len(records) < int(calibration_images):
+            log.warning("detect: int8 calibration on all %d images of the training split (%s), fewer than the "
+                        "%d asked", len(records), config.data.train_split, int(calibration_images))
+    content = _convert(task, size, quantize, flex, decode, records, config, detector.max_pixels)
     ops = model_ops(content)
     foreign = sorted({op for op in ops if op.startswith("Flex") or op == "CUSTOM"})
     if foreign and not flex:  # the converter refuses these without SELECT_TF_OPS; a second check
         raise InputError(out, f"the converted model needs non-builtin ops: {', '.join(foreign)}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(content)
     outputs = list(MODEL_OUTPUTS) if decode == "model" else [RAW_OUTPUT.format(i) for i in range(len(task.strides))]
     meta = {
         "class_names": detector.class_names, "model_type": model_type, "format": "tflite",
-        "score_threshold": DEFAULT_SCORE_THRESHOLD if score_threshold is None else float(score_threshold),
-        "iou_threshold": backend.iou_threshold if iou_threshold is None else float(iou_threshold),
-        "max_detections": backend.max_detections if max_detections is None else int(max_detections),
+        "score_threshold": score, "iou_threshold": iou, "max_detections": max_det,
         "input_size": size, "quantize": quantize, "flex": bool(flex), "decode": decode,
-        "calibration_images": int(calibration_images) if quantize == "int8" else None,
+        "calibration_images": len(records) if records is not None else None,
         "input": f"{INPUT_NAME} [1, {size}, {size}, 3] letterboxed RGB, "
                  + ("uint8 0..255 (scale 1/255)" if quantize == "int8" else "float32 in [0, 1]"),
         "outputs": outputs,
@@ -171,7 +195,10 @@ def export_tflite(detector, out, quantize=None, flex=False, calibration_images=D
         "strides": [int(s) for s in task.strides],
         "ops": sorted(set(ops)), "source": detector.source, "config": to_dict(config),
     }
-    meta_path(out).write_text(json.dumps(meta, indent=1, default=str))
+    # The JSON is renamed into place just before the model: a failure leaves both as they were.
+    with atomic_path(out) as model_tmp:
+        model_tmp.write_bytes(content)
+        write_text_atomic(meta_path(out), json.dumps(meta, indent=1, default=str))
     return out
 
 
@@ -200,8 +227,8 @@ def _write_saved_model(task, size, decode, path):
     archive.write_out(str(path), verbose=False)
 
 
-def _convert(task, size, quantize, flex, decode, calibration_images, config, class_names):
-    """The ``.tflite`` bytes."""
+def _convert(task, size, quantize, flex, decode, records, config, max_pixels):
+    """The ``.tflite`` bytes (``records``: int8's calibration images)."""
     import tensorflow as tf
 
     tmp = Path(tempfile.mkdtemp(prefix="detect-tflite-"))
@@ -218,7 +245,7 @@ def _convert(task, size, quantize, flex, decode, calibration_images, config, cla
             converter.target_spec.supported_types = [tf.float16]
         elif quantize == "int8":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.representative_dataset = _representative(config, class_names, calibration_images)
+            converter.representative_dataset = _representative(config, records, max_pixels)
             converter.inference_input_type = tf.uint8
             converter.inference_output_type = tf.int8
         try:
@@ -253,21 +280,21 @@ def calibration_records(config, class_names, count, seed=0):
     return records
 
 
-def _representative(config, class_names, count):
+def _representative(config, records, max_pixels=None):
     """The converter's representative dataset: training images as the validation pipeline feeds them.
 
-    Decoded as the pipeline decodes (``read_image``), then / 255 and the
-    letterbox with grey 114 padding (the graph's ``preprocess``).
+    Decoded as the pipeline decodes (``read_image``, within the detector's
+    pixel budget), then / 255 and the letterbox with grey 114 padding (the
+    graph's ``preprocess``).
     """
     from detect.inference.images import read_image
 
-    records = calibration_records(config, class_names, int(count))
     letterbox = _Letterbox(config.data)
 
     def generate():
         for i, record in enumerate(records):
             source = record.image_path if record.image_path is not None else record.image_bytes
-            image, _ = letterbox(read_image(source)[None])
+            image, _ = letterbox(read_image(source, max_pixels=max_pixels)[None])
             if i == 0:
                 # Pins the calibrated input range to exactly [0, 1], so that the uint8 input has scale
                 # 1/255 and zero point 0 whatever the sample holds; two pixels barely move the other ranges.
@@ -401,6 +428,7 @@ class TFLiteBackend:
         self.max_detections = int(meta["max_detections"])
         self.size = int(meta["input_size"])
         self.output_names = list(meta["outputs"])
+        self.num_classes = int(num_classes)
         self.num_threads = num_threads
         if config is None:
             raise InputError(meta_path(path), "no experiment config: the letterbox and decoding are unknown")
@@ -429,6 +457,12 @@ class TFLiteBackend:
                 raise InputError(self.path, f"inputs {sorted(inputs)} and outputs {sorted(outputs)} are not "
                                             f"{INPUT_NAME} -> {', '.join(self.output_names)} as "
                                             f"{meta_path(self.path).name} says")
+            # scores [1, N, C] (decode="model"); raw_<l> [1, H, W, A, 5 + C] (decode="host")
+            last = int(outputs[self.output_names[-1]]["shape"][-1])
+            model_classes = last if self.output_names == list(MODEL_OUTPUTS) else last - RAW_BOX_FIELDS
+            if model_classes != self.num_classes:
+                raise InputError(meta_path(self.path), f"lists {self.num_classes} classes, {self.path.name} "
+                                                       f"holds {model_classes}; the JSON belongs to another export")
             state = (interpreter, inputs[INPUT_NAME], [outputs[name] for name in self.output_names])
             self._local.state = state
         return state
