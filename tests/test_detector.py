@@ -27,6 +27,7 @@ from detect import Detector, Detections
 from detect.data.shapes import SHAPES_CLASSES, make_shapes
 from detect.data.voc import read_voc
 from detect.errors import InputError
+from detect.outputs import MARKER
 from overfit import SMALL_ANCHORS, overfit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -361,10 +362,19 @@ def test_detect_tool_images_folder_glob_video_and_bad_files(yolo_run, canvas, tm
     assert done.returncode == 0, done.stderr
     assert "broken.jpg: cannot be decoded" in done.stderr and "gone.jpg: cannot read the file" in done.stderr
     assert "2 skipped" in done.stdout and "5 images/frames" in done.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["000002.jpg", "clip.mp4", "wide.png"]
+    # Outputs and ids keep the inputs' paths below the folder that holds them all (here pytest's base temp).
+    jpeg = Path(records[1].image_path).parent / "000002.jpg"
+    root = Path(os.path.commonpath([folder, jpeg.parent, tmp_path]))
+
+    def rel(path):
+        return path.relative_to(root).as_posix()
+
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name != MARKER) \
+        == sorted([rel(jpeg), rel(video), rel(folder / "wide.png")])
     entries = json.loads(results.read_text())
-    assert {e["image_id"] for e in entries} >= {"wide", "000002", "clip:0", "clip:2"}
-    wide = [e for e in entries if e["image_id"] == "wide"]
+    wide_id, clip_id = rel(folder / "wide"), rel(tmp_path / "clip")
+    assert {e["image_id"] for e in entries} >= {wide_id, rel(jpeg.with_suffix("")), f"{clip_id}:0", f"{clip_id}:2"}
+    wide = [e for e in entries if e["image_id"] == wide_id]
     boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (e["bbox"] for e in wide)])
     assert_finds_every_object(boxes, [e["category_id"] for e in wide], canvas[1], canvas[2])
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from detect.data.imagesize import image_size
+from detect.data.imagesize import IMAGE_SUFFIXES, image_size
 from detect.data.paths import confined_path
 from detect.data.records import Record
 from detect.errors import InputError, UnknownClassError
@@ -29,7 +29,6 @@ IMAGES_DIR = "images"
 LABELS_DIR = "labels"
 DATA_YAML = "data.yaml"
 NAMES_TXT = "names.txt"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 _FIELDS = 5  # class cx cy w h
 ANY_CLASS = np.iinfo(np.int32).max  # ``parse_yolo_labels`` bound that accepts every class id
 
