@@ -2,12 +2,16 @@
 
 import argparse
 import os
+import signal
 import sys
 
 # Exit statuses every tool shares: done, and bad input (a named file or
 # argument, reported on one line). check_dataset adds 1, problems found.
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
+# 128 + SIGINT, the shell's status for a command stopped by Ctrl-C; a tool
+# stopped by SIGTERM (``StopSignals``) ends the same way, after the same clean-up.
+EXIT_INTERRUPTED = 130
 
 
 def parse_class_names(items):
@@ -49,3 +53,29 @@ def exit_now(code):
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+class StopSignals:
+    """Ctrl-C (SIGINT) and SIGTERM ask the run to stop after the current frame or batch (``received``).
+
+    The handler only records the signal, so no exception can cut a write in
+    half; Python runs it between bytecodes, once the model call in progress
+    returns, and the loops look at ``received`` between frames.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received = None
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        self.received = signum
+
+    def __enter__(self):
+        self._previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)

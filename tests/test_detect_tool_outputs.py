@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from detect import Detector
+from detect.inference.sources import expand_sources, plan_jobs
 from detect.outputs import MARKER, InputIndex, JsonListFile, mark_folder
 from overfit import SMALL_ANCHORS, overfit
 
@@ -162,6 +163,20 @@ def write_video(path, frames, fps=25):
     return path
 
 
+# ---- a decompression bomb among the inputs ----------------------------------------------
+
+def test_a_png_bomb_in_a_folder_is_skipped_before_decoding(yolo_run, images, tmp_path, capsys):
+    from test_detector_inputs import BOMB_SIDE, write_png_bomb
+
+    folder, _ = images
+    write_png_bomb(folder / "bomb.png", BOMB_SIDE)  # 1.2 GB of pixels, if it were decoded
+    out = tmp_path / "out"
+    code, stdout, err = run_tool(capsys, "--model", yolo_run[0], folder, "--out", out)
+    assert code == 0 and stdout.startswith("3 images/frames")
+    assert f"skipped: {folder / 'bomb.png'}: {BOMB_SIDE} x {BOMB_SIDE} pixels exceed the pixel budget" in err
+    assert files_under(out) == ["a.jpg", "b.jpg", "c.png"]
+
+
 # ---- inputs are never outputs ---------------------------------------------------------
 
 @pytest.mark.parametrize("flags", [[], ["--exist-ok"]], ids=["plain", "exist-ok"])
@@ -281,9 +296,9 @@ def test_names_and_ids_of_a_hostile_mix(tmp_path):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"not decoded here")
     sources = [tmp_path / "imgs", tmp_path / "imgs2", *(tmp_path / n for n in names[3:]), tmp_path / "imgs", "0"]
-    items, problems = tool.expand_sources([str(s) for s in sources])
+    items, problems = expand_sources([str(s) for s in sources])
     assert not problems
-    got = [(job.kind, job.image_id, str(job.output)) for job in tool.plan_jobs(items)]
+    got = [(job.kind, job.image_id, str(job.output)) for job in plan_jobs(items)]
     assert got == [
         ("image", "imgs/000001", "imgs/000001.jpg"),
         ("image", "imgs2/000001.jpg", "imgs2/000001.jpg"),

@@ -56,37 +56,21 @@ output, or when no input could be read, 130 when interrupted.
 """
 
 import argparse
-import glob
-import itertools
 import os
 import signal
 import sys
 import time
-from collections import Counter
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detect.cli import EXIT_BAD_INPUT, EXIT_OK, class_names_arg, exit_now, os_error_line  # noqa: E402
-from detect.data.imagesize import IMAGE_SUFFIXES  # noqa: E402
+from detect.cli import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, StopSignals, class_names_arg,  # noqa: E402
+                        exit_now, os_error_line)
 from detect.errors import InputError  # noqa: E402
+from detect.inference.sources import expand_sources, journal_path, plan_jobs  # noqa: E402
+from detect.inference.video import AnnotatedVideo  # noqa: E402
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
-VIDEO_OUTPUT_SUFFIX = ".mp4"
-# An annotated image whose input format OpenCV cannot write.
-FALLBACK_IMAGE_SUFFIX = ".png"
-# Beside every annotated video while it is written: Matroska needs no closing
-# index, so it is readable up to its last buffered frames after a kill, where
-# an MP4 without its closing index (moov) cannot be read at all. (OpenCV's
-# FFmpeg writer passes OPENCV_FFMPEG_WRITER_OPTIONS to the encoder only, not
-# to the muxer, so a fragmented MP4, movflags=frag_keyframe, is out of reach.)
-JOURNAL_SUFFIX = ".partial.mkv"
-VIDEO_FOURCC = "mp4v"
-# 128 + SIGINT, the shell's status for a command stopped by Ctrl-C; SIGTERM
-# ends the same way, after the same clean-up.
-EXIT_INTERRUPTED = 130
 OUTPUT_KIND = "detect"
 TOOL = "tools/detect.py"
 
@@ -122,252 +106,7 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def expand_sources(sources):
-    """Sources as ("image", path), ("video", path) or ("camera", index), in the order given, each once.
-
-    Returns:
-      (items, problems): problems are (source, reason) for sources that match nothing.
-    """
-    items, problems = [], []
-    for source in sources:
-        path = Path(source)
-        if source.isdigit() and not path.exists():
-            items.append(("camera", int(source)))
-        elif path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if not files:
-                problems.append((source, "no images in this folder"))
-            items += [("image", p) for p in files]
-        elif path.suffix.lower() in VIDEO_SUFFIXES:
-            items.append(("video", path))
-        elif path.exists() or not glob.has_magic(source):
-            items.append(("image", path))  # a missing file is reported when it is read
-        else:
-            matches = sorted(Path(p) for p in glob.glob(source, recursive=True))
-            if not matches:
-                problems.append((source, "the pattern matches no file"))
-            items += [("video" if p.suffix.lower() in VIDEO_SUFFIXES else "image", p) for p in matches]
-    seen, unique = set(), []
-    for kind, source in items:
-        key = source if kind == "camera" else os.path.abspath(source)
-        if key not in seen:
-            seen.add(key)
-            unique.append((kind, source))
-    return unique, problems
-
-
-# ---- names ---------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Job:
-    """One input and where its results go.
-
-    Attributes:
-      kind: "image", "video" or "camera".
-      source: the file's Path, or the camera index.
-      image_id: its ``image_id`` in the JSON (a video's frames: ``<image_id>:<frame>``).
-      output: the annotated file, relative to ``--out``.
-    """
-    kind: str
-    source: object
-    image_id: str
-    output: PurePosixPath
-
-
-def common_root(items):
-    """The deepest folder holding every existing input file (absolute, links not resolved), or None."""
-    folders = [os.path.dirname(os.path.abspath(source)) for kind, source in items
-               if kind != "camera" and Path(source).is_file()]
-    return Path(os.path.commonpath(folders)) if folders else None
-
-
-def relative_name(kind, source, root):
-    """An input's path relative to ``root`` (posix); a camera is ``camera<index>``, a file outside
-    ``root`` (one that does not exist) its bare name."""
-    if kind == "camera":
-        return PurePosixPath(f"camera{source}")
-    absolute = Path(os.path.abspath(source))
-    if root is not None and absolute.is_relative_to(root):
-        return PurePosixPath(absolute.relative_to(root).as_posix())
-    return PurePosixPath(absolute.name)
-
-
-def image_ids(kinds, names):
-    """``image_id`` per input: its relative name without suffix, unique across the run.
-
-    The suffix stays where two inputs differ only by it (``a.jpg`` and
-    ``a.png``), and on an image whose id would read as a frame of a video
-    (``clip:3.jpg`` beside ``clip.mp4``).
-
-    Args:
-      kinds: [N] "image" | "video" | "camera".
-      names: [N] ``relative_name``s, distinct.
-    """
-    bare = [str(name.with_suffix("")) if name.suffix else str(name) for name in names]
-    shared = Counter(bare)
-    ids = [b if shared[b] == 1 else str(n) for b, n in zip(bare, names)]
-    streams = {i for i, kind in zip(ids, kinds) if kind != "image"}
-    for k, (kind, name) in enumerate(zip(kinds, names)):
-        head, _, tail = ids[k].rpartition(":")
-        if kind == "image" and tail.isdigit() and head in streams:
-            ids[k] = str(name)
-    return ids
-
-
-def output_suffix(kind, name):
-    """The annotated file's suffix: ``.mp4`` for a video or camera, else the image's own if OpenCV writes it."""
-    import cv2
-
-    if kind != "image":
-        return VIDEO_OUTPUT_SUFFIX
-    return name.suffix if name.suffix and cv2.haveImageWriter(f"x{name.suffix}") else FALLBACK_IMAGE_SUFFIX
-
-
-def name_candidates(name, natural):
-    """Output names for input ``name``, best first: ``natural``, then with the input's suffix kept
-    (``a.avi`` -> ``a.avi.mp4``) when the suffix changes, then ``<stem>-2<suffix>``, ``-3``, ..."""
-    yield natural
-    if name.suffix and name.suffix.lower() != natural.suffix.lower():
-        yield name.with_name(name.name + natural.suffix)
-    for number in itertools.count(2):
-        yield natural.with_name(f"{natural.stem}-{number}{natural.suffix}")
-
-
-def output_names(kinds, names):
-    """Annotated file per input, relative to ``--out``: distinct, also on a case-insensitive file system.
-
-    Inputs whose output keeps their own name choose first, in the order
-    given, then the others (``name_candidates``): an ``a.mp4`` input keeps
-    ``a.mp4`` and an ``a.avi`` beside it becomes ``a.avi.mp4``, whichever
-    comes first. A video also reserves its ``journal_path``.
-
-    Args:
-      kinds: [N] "image" | "video" | "camera".
-      names: [N] ``relative_name``s, distinct.
-
-    Returns:
-      [N] PurePosixPath.
-    """
-    natural = []
-    for kind, name in zip(kinds, names):
-        suffix = output_suffix(kind, name)
-        natural.append(name.with_suffix(suffix) if name.suffix else name.with_name(name.name + suffix))
-    taken, outputs = set(), [None] * len(names)
-    for k in sorted(range(len(names)), key=lambda k: natural[k] != names[k]):  # a stable sort
-        for candidate in name_candidates(names[k], natural[k]):
-            reserved = {str(candidate).lower()}
-            if kinds[k] != "image":
-                reserved.add(str(journal_path(candidate)).lower())
-            if taken.isdisjoint(reserved):
-                taken |= reserved
-                outputs[k] = candidate
-                break
-    return outputs
-
-
-def plan_jobs(items):
-    """``Job``s for ``expand_sources``'s items: their ``image_id``s and output names."""
-    root = common_root(items)
-    kinds = [kind for kind, _ in items]
-    names = [relative_name(kind, source, root) for kind, source in items]
-    ids = image_ids(kinds, names)
-    outputs = output_names(kinds, names)
-    return [Job(kind, source, image_id, output)
-            for (kind, source), image_id, output in zip(items, ids, outputs)]
-
-
-def journal_path(path):
-    """The Matroska file written beside the annotated video ``path`` while it grows."""
-    return path.with_name(path.name + JOURNAL_SUFFIX)
-
-
 # ---- outputs ---------------------------------------------------------------------------
-
-class StopSignals:
-    """Ctrl-C (SIGINT) and SIGTERM ask the run to stop after the current frame or batch (``received``).
-
-    The handler only records the signal, so no exception can cut a write in
-    half; Python runs it between bytecodes, once the model call in progress
-    returns, and the loops look at ``received`` between frames.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.received = None
-        self._previous = {}
-
-    def _handle(self, signum, frame):
-        self.received = signum
-
-    def __enter__(self):
-        self._previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc):
-        for number, handler in self._previous.items():
-            signal.signal(number, handler)
-
-
-class AnnotatedVideo:
-    """An annotated video: ``path`` (MP4) once ``close``d, and its Matroska journal meanwhile.
-
-    The MP4 is written in a temporary folder (``temporary_sibling``: a
-    killed run's is removed by the next one; a folder, because OpenCV
-    picks the container by the file's suffix) and renamed into place by
-    ``close``. Every frame also goes to ``journal_path(path)``, readable up
-    to its last buffered frames however the process ends (``JOURNAL_SUFFIX``);
-    ``close`` removes it. Encoding twice costs a few milliseconds a frame.
-
-    Raises:
-      OSError: OpenCV cannot open a writer.
-    """
-
-    def __init__(self, path, fps, size):
-        import cv2
-
-        from detect.outputs import remove_stale_temporaries, temporary_sibling
-
-        self.path, self.journal = Path(path), journal_path(Path(path))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(self.path)
-        self._folder = temporary_sibling(self.path, "tmp")
-        self._folder.mkdir(exist_ok=True)
-        # Unlinked first: a link left at that name is replaced, never written through.
-        self.journal.unlink(missing_ok=True)
-        fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC)
-        self._writers = [cv2.VideoWriter(str(self._folder / self.path.name), fourcc, fps, size),
-                         cv2.VideoWriter(str(self.journal), fourcc, fps, size)]
-        self.frames = 0
-        if not all(writer.isOpened() for writer in self._writers):
-            self._release()
-            self.journal.unlink(missing_ok=True)
-            raise OSError(0, f"OpenCV cannot write a {VIDEO_FOURCC} video here", str(self.path))
-
-    def write(self, bgr):
-        """Appends one [H, W, 3] uint8 BGR frame."""
-        for writer in self._writers:
-            writer.write(bgr)
-        self.frames += 1
-
-    def _release(self):
-        import shutil
-
-        for writer in self._writers:
-            writer.release()
-        shutil.rmtree(self._folder, ignore_errors=True)
-
-    def close(self):
-        """Finishes the MP4, moves it into place, and removes the journal (kept if the move fails)."""
-        for writer in self._writers:
-            writer.release()
-        try:
-            if self.frames:
-                os.replace(self._folder / self.path.name, self.path)
-            self.journal.unlink(missing_ok=True)
-        finally:
-            self._release()
-
 
 class Outputs:
     """Where results go (annotated files under ``out``, the JSON list) and counts for the summary."""
@@ -480,7 +219,7 @@ def run_images(detector, jobs, options, outputs, batch, bar, stop):
         chunk = []
         for job in jobs[start:start + batch]:
             try:
-                chunk.append((job, read_image(job.source)))
+                chunk.append((job, read_image(job.source, max_pixels=detector.max_pixels)))  # bombs: not decoded
             except InputError as error:
                 outputs.skip(error.source, error.message)
         if chunk:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from detect.data.formats import split_source
 from detect.errors import InputError
+from detect.outputs import write_text_atomic
 from detect.train.data import class_names_of, dataset_root, load_records, prepare_data
 from detect.train.evaluation import predict_dataset
 from detect.train.experiment import ExperimentConfig, load_experiment
@@ -193,5 +194,5 @@ def score_results(config, split, class_names, records, results, metric=None, sav
         gt = records_ground_truth(records, class_names, source=str(split_source(data_cfg, split)))
         load_dets = load_voc_dets
     if save_dets:
-        Path(save_dets).write_text(json.dumps(results))
+        write_text_atomic(save_dets, json.dumps(results))
     return evaluate(gt, load_dets(results, gt), metric or default_metric(data_cfg))
