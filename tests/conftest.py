@@ -1,5 +1,7 @@
 import os
 
+import pytest
+
 # Quiet TensorFlow's start-up chatter in test logs; errors still show.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -15,3 +17,12 @@ def pytest_configure(config):
             cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
     except (ImportError, RuntimeError, IndexError):
         pass
+
+
+@pytest.fixture(scope="session")
+def yolo_run(tmp_path_factory):
+    """A run directory of a tiny YOLO that overfits 8 shapes images; (run dir, records). Read-only:
+    trained once for every module that needs a model which really finds known objects."""
+    from overfit import overfit_shapes_run
+
+    return overfit_shapes_run(tmp_path_factory.mktemp("yolo_run"))

@@ -1,7 +1,7 @@
 """Overfitting a small YOLO on one batch: the trained model tests can afford.
 
-Used by test_yolo_overfit (learning works), test_detector and test_tflite
-(a model that really finds known objects).
+Used by test_yolo_overfit (learning works), test_detector, test_detect_tool_outputs
+and test_tflite (a model that really finds known objects).
 """
 
 import keras
@@ -36,3 +36,40 @@ def overfit(task, batch, steps=200, learning_rate=3e-3):
     for _ in range(steps - 2):
         step(batch)
     return first, float(step(batch))
+
+
+SHAPES_RUN_SIZE = 128
+
+
+def overfit_shapes_run(folder, steps=200):
+    """A run directory of a tiny YOLO (v3 head, 128 px) that overfits 8 shapes images.
+
+    Args:
+      folder: an empty folder for the dataset and the run.
+
+    Returns:
+      (run directory with ``config.yaml`` and ``best.weights.h5``, the 8 training records).
+    """
+    import yaml
+
+    from detect import Detector
+    from detect.data.pipeline import build_dataset
+    from detect.data.shapes import SHAPES_CLASSES, make_shapes
+    from detect.data.voc import read_voc
+
+    size = SHAPES_RUN_SIZE
+    root = make_shapes(folder / "shapes", "voc", num_images=10, size=size, seed=3, val_fraction=0.2)
+    records = read_voc(root, "train", class_names=list(SHAPES_CLASSES))
+    run = folder / "run"
+    run.mkdir()
+    model = {"type": "yolo", "version": "v3", "backbone": "tiny", "head_width": 32,
+             "anchors": [list(a) for a in SMALL_ANCHORS], "loss": {"lambda_coord": 1.0, "lambda_noobj": 1.0}}
+    config = {"name": "tiny", "data": {"format": "voc", "root": str(root), "image_size": size, "max_boxes": 8,
+                                       "classes": list(SHAPES_CLASSES)}, "model": model, "train": {"batch_size": 8}}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    tf.keras.utils.set_random_seed(0)
+    task = Detector.from_config(run / "config.yaml")._backend.task
+    overfit(task, next(iter(build_dataset(records, training=False, batch_size=8, image_size=size, max_boxes=8))),
+            steps=steps)
+    task.model.save_weights(str(run / "best.weights.h5"))
+    return run, records

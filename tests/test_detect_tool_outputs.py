@@ -1,6 +1,6 @@
 """``tools/detect.py`` never destroys data: inputs, name collisions, --json, interruptions.
 
-A tiny YOLO overfits 8 shapes images (as in test_detector). Each
+A tiny YOLO overfits 8 shapes images (``yolo_run`` in conftest, shared with test_detector). Each
 test compares against something built independently of the tool: sha256
 of every input before and after, hand-written lists of the expected names
 and ids, ``Detector.predict`` called here on the same pictures, frames
@@ -23,23 +23,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from detect import Detector
 from detect.inference.sources import expand_sources, plan_jobs
 from detect.outputs import MARKER, InputIndex, JsonListFile, mark_folder
-from overfit import SMALL_ANCHORS, overfit
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL_PATH = ROOT / "tools/detect.py"
 EXIT_INTERRUPTED = 130
 # Frames of the video the interruption tests stop in the middle of.
 VIDEO_FRAMES = 300
-SIZE = 128
-# Enough for this tiny YOLO to find every object of its 8 training images
-# (test_detector trains 200 steps for exact boxes; these tests need
-# detections in every frame, compared with the same model's).
-OVERFIT_STEPS = 80
 
 
 def load_tool():
@@ -97,33 +90,6 @@ def assert_same_entries(got, want):
     if want:
         np.testing.assert_allclose([e["bbox"] for e in got], [e["bbox"] for e in want], atol=1e-3)
         np.testing.assert_allclose([e["score"] for e in got], [e["score"] for e in want], atol=1e-4)
-
-
-@pytest.fixture(scope="module")
-def yolo_run(tmp_path_factory):
-    """A run directory of a tiny YOLO that overfits 8 shapes images; (run dir, records)."""
-    import tensorflow as tf
-
-    from detect.data.pipeline import build_dataset
-    from detect.data.shapes import SHAPES_CLASSES, make_shapes
-    from detect.data.voc import read_voc
-
-    tmp = tmp_path_factory.mktemp("yolo_run")
-    root = make_shapes(tmp / "shapes", "voc", num_images=10, size=SIZE, seed=3, val_fraction=0.2)
-    records = read_voc(root, "train", class_names=list(SHAPES_CLASSES))
-    run = tmp / "run"
-    run.mkdir()
-    model = {"type": "yolo", "version": "v3", "backbone": "tiny", "head_width": 32,
-             "anchors": [list(a) for a in SMALL_ANCHORS], "loss": {"lambda_coord": 1.0, "lambda_noobj": 1.0}}
-    config = {"name": "tiny", "data": {"format": "voc", "root": str(root), "image_size": SIZE, "max_boxes": 8,
-                                       "classes": list(SHAPES_CLASSES)}, "model": model, "train": {"batch_size": 8}}
-    (run / "config.yaml").write_text(yaml.safe_dump(config))
-    tf.keras.utils.set_random_seed(0)
-    task = Detector.from_config(run / "config.yaml")._backend.task
-    overfit(task, next(iter(build_dataset(records, training=False, batch_size=8, image_size=SIZE, max_boxes=8))),
-            steps=OVERFIT_STEPS)
-    task.model.save_weights(str(run / "best.weights.h5"))
-    return run, records
 
 
 @pytest.fixture(scope="module")

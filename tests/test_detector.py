@@ -24,11 +24,9 @@ import tensorflow as tf
 import yaml
 
 from detect import Detector, Detections
-from detect.data.shapes import SHAPES_CLASSES, make_shapes
-from detect.data.voc import read_voc
+from detect.data.shapes import SHAPES_CLASSES
 from detect.errors import InputError
 from detect.outputs import MARKER
-from overfit import SMALL_ANCHORS, overfit
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 128
@@ -49,27 +47,6 @@ def write_config(path, root, model):
               "model": model, "train": {"batch_size": 8}}
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-@pytest.fixture(scope="module")
-def yolo_run(tmp_path_factory):
-    """A run directory of a tiny YOLO that overfits 8 shapes images; (run dir, records)."""
-    from detect.data.pipeline import build_dataset
-
-    tmp = tmp_path_factory.mktemp("yolo_run")
-    root = make_shapes(tmp / "shapes", "voc", num_images=10, size=SIZE, seed=3, val_fraction=0.2)
-    records = read_voc(root, "train", class_names=list(SHAPES_CLASSES))
-    run = tmp / "run"
-    run.mkdir()
-    model = {"type": "yolo", "version": "v3", "backbone": "tiny", "head_width": 32, "anchors": [list(a) for a in SMALL_ANCHORS],
-             "loss": {"lambda_coord": 1.0, "lambda_noobj": 1.0}}
-    config = write_config(run / "config.yaml", root, model)
-    tf.keras.utils.set_random_seed(0)
-    task = Detector.from_config(config)._backend.task
-    batch = next(iter(build_dataset(records, training=False, batch_size=8, image_size=SIZE, max_boxes=8)))
-    overfit(task, batch)
-    task.model.save_weights(str(run / "best.weights.h5"))
-    return run, records
 
 
 @pytest.fixture(scope="module")
