@@ -164,6 +164,8 @@ OUT_OF_RANGE = {
     "train.seed": (-1, r"train.seed must be in \[0, 4294967295\], got -1"),
     "train.ema_decay": (1, r"train.ema_decay must be in \[0, 1\), got 1.0"),
     "train.ema_tau": (0, "train.ema_tau must be > 0, got 0.0"),
+    "train.freeze_epochs": (-1, "train.freeze_epochs must be >= 0, got -1"),
+    "train.unfreeze_lr_factor": (0, r"train.unfreeze_lr_factor must be in \(0, 1\], got 0.0"),
     "data.image_size": (0, "data.image_size must be >= 1, got 0"),
     "data.multiscale_sizes": ([320, 0], r"data.multiscale_sizes\[1\] must be >= 1, got 0"),
     "data.multiscale_every": (0, "data.multiscale_every must be >= 1, got 0"),

@@ -2,11 +2,15 @@
 
 The files are synthetic: this module writes them itself in Darknet's layout
 from its own description of yolov3.cfg / yolov2.cfg (seeded random values,
-a few near-zero variances), so nothing is downloaded. The fast tests use the
-architecture of configs/yolov3_coco.yaml with 3 classes instead of 80 (only
-the three output convolutions shrink); the 80-class file is a slow test.
+a few near-zero variances), so nothing is downloaded. Darknet's two inference
+batch norms (the GPU one, our default, and pjreddie's CPU one) are ported to
+numpy here and each checked against a model converted with that option. The
+fast tests use the architecture of configs/yolov3_coco.yaml with 3 classes
+instead of 80 (only the three output convolutions shrink); the 80-class file
+is a slow test.
 """
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +33,36 @@ OFFICIAL_YOLOV3_BYTES = 248007048  # size of the released yolov3.weights: a 20-b
 
 
 # ----------------------------------------------------------------------------- Darknet side, written here
+
+def darknet_normalize_gpu(x, mean, variance):
+    """Darknet's GPU inference normalisation (pjreddie's CUDA normalize kernel; AlexeyAB's CPU and GPU ones).
+
+    x: [..., C] float64; mean, variance: [C]. Returns (x - mean) / sqrt(var + 1e-5).
+    """
+    return (x - mean) / np.sqrt(variance + 1e-5)
+
+
+def darknet_normalize_cpu(x, mean, variance):
+    """pjreddie's CPU inference normalisation (normalize_cpu in blas.c).
+
+    x: [..., C] float64; mean, variance: [C]. Returns (x - mean) / (sqrt(var) + 1e-6).
+    """
+    return (x - mean) / (np.sqrt(variance) + 1e-6)
+
+
+DARKNET_NORMALIZE = {"gpu": darknet_normalize_gpu, "cpu": darknet_normalize_cpu}
+TINY_VARIANCE = 1e-7  # make_layers' near-dead channels: the two formulas differ 10x there
+
+
+def darknet_batch_norm(x, values, bn):
+    """Darknet's inference batch norm of one layer: normalise, then scale_bias (gamma), add_bias (beta).
+
+    x: [..., C]; values: make_layers' arrays of the layer; bn: "gpu" or "cpu". Returns float64 [..., C].
+    """
+    f64 = (lambda a: np.asarray(a, np.float64))
+    return (DARKNET_NORMALIZE[bn](f64(x), f64(values["mean"]), f64(values["variance"])) * f64(values["gamma"])
+            + f64(values["beta"]))
+
 
 def yolov3_sections(num_classes):
     """yolov3.cfg as a list of (section, options), [net] first."""
@@ -144,7 +178,7 @@ def make_layers(convs, names, seed):
                              * np.float32(np.sqrt(2.0 / fan_in)))}
         if bn:
             variance = rng.uniform(0.5, 2.0, filters).astype(np.float32)
-            variance[::7] = 1e-7  # near-dead channels, where Darknet's epsilon placement matters
+            variance[::7] = TINY_VARIANCE  # near-dead channels, where Darknet's epsilon placement matters
             values.update(beta=rng.normal(0, 0.1, filters).astype(np.float32),
                           gamma=rng.uniform(0.5, 1.5, filters).astype(np.float32),
                           mean=rng.normal(0, 0.1, filters).astype(np.float32), variance=variance)
@@ -181,7 +215,8 @@ def v3_detector(classes=CLASSES):
 
 @pytest.fixture(scope="module")
 def v3(tmp_path_factory):
-    """A 3-class yolov3_coco detector loaded from a synthetic file, the values written and the paths."""
+    """A 3-class yolov3_coco detector loaded from a synthetic file (default batch norm), the values written and
+    the paths."""
     base = tmp_path_factory.mktemp("darknet")
     sections = yolov3_sections(len(CLASSES))
     layers = make_layers(cfg_convs(sections), keras_names_v3(), seed=0)
@@ -189,8 +224,23 @@ def v3(tmp_path_factory):
     cfg = base / "yolov3.cfg"
     cfg.write_text(cfg_text(sections))
     detector, _ = v3_detector()
-    report = dw.load_darknet_weights(detector, path, cfg=cfg)
-    return {"detector": detector, "layers": layers, "path": path, "cfg": cfg, "report": report, "base": base}
+    report = dw.load_darknet_weights(detector, path, cfg=cfg)  # no bn: the default must be "gpu"
+    return {"detector": detector, "layers": layers, "path": path, "cfg": cfg, "report": report, "base": base,
+            "bn": "gpu"}
+
+
+@pytest.fixture(scope="module")
+def v3_cpu(v3):
+    """The same file loaded into another detector with bn="cpu"."""
+    detector, _ = v3_detector()
+    report = dw.load_darknet_weights(detector, v3["path"], cfg=v3["cfg"], bn="cpu")
+    return {**v3, "detector": detector, "report": report, "bn": "cpu"}
+
+
+@pytest.fixture(params=["gpu", "cpu"])
+def loaded(request):
+    """v3 (default, "gpu") or v3_cpu, by the test's parameter."""
+    return request.getfixturevalue({"gpu": "v3", "cpu": "v3_cpu"}[request.param])
 
 
 def layer_map(model):
@@ -202,17 +252,20 @@ def layer_map(model):
     return found
 
 
-def assert_loaded(model, layers):
-    """Every conv / BN / bias against the values written, in Keras order."""
+def assert_loaded(model, layers, bn):
+    """Every conv / BN / bias against the values written, in Keras order; BN gammas for Darknet's ``bn`` formula."""
     keras_layers = layer_map(model)
     for name, values in layers.items():
         kernel = np.transpose(values["kernel"], (2, 3, 1, 0))
         if values["bn"]:
             np.testing.assert_array_equal(keras_layers[f"{name}_conv"].get_weights()[0], kernel, err_msg=name)
-            bn = keras_layers[f"{name}_bn"]
-            gamma, beta, mean, variance = bn.get_weights()
+            bn_layer = keras_layers[f"{name}_bn"]
+            gamma, beta, mean, variance = bn_layer.get_weights()
             var64 = values["variance"].astype(np.float64)
-            want_gamma = values["gamma"] * np.sqrt(var64 + bn.epsilon) / (np.sqrt(var64) + 1e-6)
+            # Keras divides by sqrt(var + epsilon); the stored gamma must turn that into Darknet's division, i.e.
+            # gamma * sqrt(var + epsilon) * (Darknet's normalisation of x - mean = 1).
+            darknet_scale = DARKNET_NORMALIZE[bn](np.ones_like(var64), np.zeros_like(var64), var64)
+            want_gamma = values["gamma"] * np.sqrt(var64 + bn_layer.epsilon) * darknet_scale
             np.testing.assert_allclose(gamma, want_gamma, rtol=1e-6, err_msg=name)
             np.testing.assert_array_equal(beta, values["beta"], err_msg=name)
             np.testing.assert_array_equal(mean, values["mean"], err_msg=name)
@@ -267,7 +320,8 @@ def test_layer_order_is_the_cfg_order():
 
 def test_every_layer_holds_the_values_written(v3):
     model = v3["detector"].model
-    assert_loaded(model, v3["layers"])
+    assert_loaded(model, v3["layers"], "gpu")  # loaded without bn=: the GPU formula is the default
+    assert v3["report"].bn == "gpu"
     # Nothing with weights is left out: the written layers cover every weight of the model.
     covered = {f"{n}_{p}" if v["bn"] else n for n, v in v3["layers"].items() for p in ("conv", "bn")}
     with_weights = {name for name, layer in layer_map(model).items() if layer.weights and not hasattr(layer, "layers")}
@@ -293,31 +347,74 @@ def _np_conv(x, kernel, stride):
     return out
 
 
-def _np_unit(x, values, stride):
-    """Conv -> Darknet batch norm ((x - mean) / (sqrt(var) + 1e-6) * gamma + beta) -> leaky 0.1."""
+def _np_unit(x, values, stride, bn):
+    """Conv -> Darknet batch norm (formula ``bn``) -> leaky 0.1, on x [C, H, W]."""
     y = _np_conv(x, values["kernel"].astype(np.float64), stride)
-    col = (lambda a: a.astype(np.float64)[:, None, None])
-    y = (y - col(values["mean"])) / (np.sqrt(col(values["variance"])) + 1e-6) * col(values["gamma"]) \
-        + col(values["beta"])
+    y = darknet_batch_norm(y.transpose(1, 2, 0), values, bn).transpose(2, 0, 1)
     return np.where(y > 0, y, 0.1 * y)
 
 
-def test_forward_matches_darknet_arithmetic(v3):
+def test_forward_matches_darknet_arithmetic(loaded):
     import keras
 
-    layers = v3["layers"]
+    layers, bn = loaded["layers"], loaded["bn"]
     image = np.random.default_rng(1).uniform(0, 1, (3, 32, 32))
-    x = _np_unit(image, layers["darknet53_stem"], 1)
-    x = _np_unit(x, layers["darknet53_s1_down"], 2)  # 16 x 16: Darknet pads 1 on every side
-    y = _np_unit(x, layers["darknet53_s1_b1_1x1"], 1)
-    x = x + _np_unit(y, layers["darknet53_s1_b1_3x3"], 1)
-    want = _np_unit(x, layers["darknet53_s2_down"], 2)  # 8 x 8
+    x = _np_unit(image, layers["darknet53_stem"], 1, bn)
+    x = _np_unit(x, layers["darknet53_s1_down"], 2, bn)  # 16 x 16: Darknet pads 1 on every side
+    y = _np_unit(x, layers["darknet53_s1_b1_1x1"], 1, bn)
+    x = x + _np_unit(y, layers["darknet53_s1_b1_3x3"], 1, bn)
+    want = _np_unit(x, layers["darknet53_s2_down"], 2, bn)  # 8 x 8
 
-    backbone = v3["detector"].model.get_layer("darknet53")
+    backbone = loaded["detector"].model.get_layer("darknet53")
     probe = keras.Model(backbone.input, backbone.get_layer("darknet53_s2_down_leaky").output)
     got = probe(image.transpose(1, 2, 0)[None].astype(np.float32), training=False).numpy()[0].transpose(2, 0, 1)
     assert got.shape == want.shape == (128, 8, 8)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("bn", ["gpu", "cpu"])
+def test_fold_bn_gamma_gives_darknet_batch_norm_in_keras_arithmetic(bn):
+    # Keras' inference batch norm, gamma * (x - mean) / sqrt(var + eps) + beta, written out in float64 with the
+    # folded gamma, against the port; variances from 0 (a dead channel) to large.
+    variance = np.array([0.0, 1e-9, TINY_VARIANCE, 1e-6, 1e-5, 1e-3, 0.5, 1.0, 40.0], np.float32)
+    rng = np.random.default_rng(5)
+    values = {"variance": variance, "mean": rng.normal(0, 0.1, variance.size).astype(np.float32),
+              "gamma": rng.uniform(0.5, 1.5, variance.size).astype(np.float32),
+              "beta": rng.normal(0, 0.1, variance.size).astype(np.float32)}
+    x = rng.normal(0, 1, (6, variance.size))
+    for keras_epsilon in (1e-3, 1e-5):
+        gamma = dw.fold_bn_gamma(values["gamma"], variance, keras_epsilon, bn=bn)
+        assert gamma.dtype == np.float32 and gamma.shape == variance.shape
+        keras_out = (gamma.astype(np.float64) * (x - values["mean"])
+                     / np.sqrt(variance.astype(np.float64) + keras_epsilon) + values["beta"])
+        np.testing.assert_allclose(keras_out, darknet_batch_norm(x, values, bn), rtol=1e-6)
+    np.testing.assert_array_equal(dw.fold_bn_gamma(values["gamma"], variance, 1e-3),
+                                  dw.fold_bn_gamma(values["gamma"], variance, 1e-3, bn="gpu"))  # the default
+
+
+def test_unknown_bn_formula_is_an_input_error(v3):
+    with pytest.raises(InputError, match=r"bn: unknown Darknet batch norm formula 'GPU': one of 'gpu' "
+                                         r"\(sqrt\(var \+ 1e-5\)\), 'cpu' \(sqrt\(var\) \+ 1e-6\)"):
+        dw.fold_bn_gamma(np.ones(2, np.float32), np.ones(2, np.float32), 1e-3, bn="GPU")
+    with pytest.raises(InputError, match="unknown Darknet batch norm formula"):
+        dw.load_darknet_weights(v3["detector"], v3["path"], bn="cuda")
+
+
+def test_bn_layer_follows_the_chosen_formula_not_the_other(loaded):
+    # The stem's BN layer as Keras runs it at inference, against the port of the formula it was converted with;
+    # on the near-dead channels the other formula is ~10x off, so the layer must follow the chosen one there.
+    bn, other = loaded["bn"], {"gpu": "cpu", "cpu": "gpu"}[loaded["bn"]]
+    values = loaded["layers"]["darknet53_stem"]
+    layer = loaded["detector"].model.get_layer("darknet53").get_layer("darknet53_stem_bn")
+    x = (values["mean"] + np.random.default_rng(6).normal(0, 1, (2, 5, 5, values["mean"].size))).astype(np.float32)
+    got = layer(x, training=False).numpy().astype(np.float64)
+    want = darknet_batch_norm(x, values, bn)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    tiny = values["variance"] == np.float32(TINY_VARIANCE)
+    assert tiny.sum() >= 4
+    beta = values["beta"].astype(np.float64)
+    ratio = (got - beta)[..., tiny] / (darknet_batch_norm(x, values, other) - beta)[..., tiny]
+    np.testing.assert_allclose(ratio, 0.1 if bn == "gpu" else 10.0, rtol=0.01)  # GPU: 10x smaller than CPU's
 
 
 def test_decoding_matches_darknet(v3):
@@ -455,22 +552,34 @@ def our_lines(text):
     return [line for line in text.strip().splitlines() if not line.startswith(noise)]
 
 
-def test_tool_converts_an_old_header_file_and_load_weights_reads_it(v3):
-    # The same floats behind a 16-byte header (version 0.1.0, an int32 seen).
-    old = v3["base"] / "old.weights"
-    old.write_bytes(header_bytes(0, 1, 0, 777) + v3["path"].read_bytes()[20:])
-    out = v3["base"] / "out" / "yolov3_abc.weights.h5"
-    proc = run_tool("--weights", old, "--cfg", v3["cfg"], "--config", V3_CONFIG, "--out", out,
+def test_tool_converts_an_old_header_file_and_load_weights_reads_it(v3_cpu):
+    # The same floats behind a 16-byte header (version 0.1.0, an int32 seen), with the CPU batch norm.
+    old = v3_cpu["base"] / "old.weights"
+    old.write_bytes(header_bytes(0, 1, 0, 777) + v3_cpu["path"].read_bytes()[20:])
+    out = v3_cpu["base"] / "out" / "yolov3_abc.weights.h5"
+    proc = run_tool("--weights", old, "--cfg", v3_cpu["cfg"], "--config", V3_CONFIG, "--out", out, "--bn", "cpu",
                     "--set", "data.classes=[a, b, c]")
     assert proc.returncode == 0, proc.stderr
     assert our_lines(proc.stdout) == [
-        f"{old}: Darknet format 0.1.0, 777 images seen; 75 conv layers, {v3['report'].floats} floats, 3 classes "
-        f"-> {out}"]
-    model = v3["detector"].model
+        f"{old}: Darknet format 0.1.0, 777 images seen; 75 conv layers, {v3_cpu['report'].floats} floats, 3 classes, "
+        f"batch norm cpu (sqrt(var) + 1e-6) -> {out}"]
+    model = v3_cpu["detector"].model
     for weight in model.weights:  # scramble, so that only load_weights can restore them
         weight.assign(np.zeros(weight.shape, np.float32))
     model.load_weights(str(out))
-    assert_loaded(model, v3["layers"])
+    assert_loaded(model, v3_cpu["layers"], "cpu")
+
+
+def test_tool_bn_flag_defaults_to_gpu():
+    spec = importlib.util.spec_from_file_location("convert_darknet_tool", ROOT / "tools" / "convert_darknet.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    required = ["--weights", "w", "--config", "c", "--out", "o.weights.h5"]
+    assert tool.parse_args(required).bn == "gpu"
+    assert tool.parse_args(required + ["--bn", "cpu"]).bn == "cpu"
+    with pytest.raises(SystemExit) as exit_info:  # argparse's usage error
+        tool.parse_args(required + ["--bn", "fast"])
+    assert exit_info.value.code == 2
 
 
 def test_tool_bad_input_is_one_line_and_exit_2(tmp_path):
@@ -497,7 +606,7 @@ def test_full_yolov3_coco_file(tmp_path):
     cfg.write_text(cfg_text(sections))
     report = dw.load_darknet_weights(detector, path, cfg=cfg)
     assert report.floats == 62001757
-    assert_loaded(detector.model, layers)
+    assert_loaded(detector.model, layers, "gpu")
     assert dw.classes_from_size(detector, report.floats) == 80
 
 
@@ -513,7 +622,7 @@ def test_yolov2_coco_file(tmp_path):
     report = dw.load_darknet_weights(detector, path, cfg=cfg)
     assert report.header.size == 16 and report.layers == 23
     assert report.floats == detector.model.count_params()
-    assert_loaded(detector.model, layers)
+    assert_loaded(detector.model, layers, "gpu")
     assert dw.classes_from_size(detector, report.floats) == 80
     out = detector.model(np.zeros((1, 64, 64, 3), np.float32), training=False)
     assert tuple(out.shape) == (1, 2, 2, 5, 85)

@@ -27,12 +27,22 @@ class FasterRcnnConfig:
       type: "faster_rcnn", the ``model.type`` tag.
       backbone: a name from ``detect.backbones``.
       backbone_weights: None (from scratch), "imagenet" or a weights file.
+      init_weights: where training starts from (``detect.train.transfer``):
+        None (from scratch, or ``backbone_weights``); a run directory or a
+        detector's ``.weights.h5`` (with its config beside it), loaded by
+        layer path and shape, the class-dependent prediction layers
+        re-initialised when the class count differs; or "imagenet" / a
+        Keras-applications ``.h5`` file for the backbone. Both backbones of
+        the alternating steps start from it, as the paper's both start from
+        ImageNet.
+      init_skip_mismatch: leave initialised the tensors of other layers that
+        do not fit ``init_weights`` (listed), instead of an error.
       feature_level: the backbone level the RPN and the RoI head read
         ("C4": conv5_3 of VGG16, C4 of ResNet50, stride 16 on every shipped
         backbone).
       freeze_until: last backbone layer frozen; "auto" = conv1-conv2 of
-        VGG16 (``block2_pool``) or ResNet50's C2 when ``backbone_weights`` is
-        given, nothing otherwise; "" = nothing.
+        VGG16 (``block2_pool``) or ResNet50's C2 when ``backbone_weights`` or
+        ``init_weights`` is given, nothing otherwise; "" = nothing.
       anchor_scales, anchor_ratios: ``generate_anchors`` scales (x the
         level's stride) and height/width ratios, each > 0, at least one of
         each; 3 x 3 = 9 anchors per cell by default.
@@ -77,6 +87,8 @@ class FasterRcnnConfig:
     type: str = one_of("faster_rcnn", ("faster_rcnn",))
     backbone: str = one_of("vgg16", BACKBONES)
     backbone_weights: Optional[str] = None
+    init_weights: Optional[str] = None
+    init_skip_mismatch: bool = False
     feature_level: str = "C4"
     freeze_until: str = "auto"
     anchor_scales: Tuple[float, ...] = bounded((8.0, 16.0, 32.0), gt=0)
@@ -143,7 +155,7 @@ class FasterRcnnConfig:
     def frozen_layer(self):
         """The last backbone layer to freeze, or None (see ``freeze_until``)."""
         if self.freeze_until == "auto":
-            return PRETRAINED_FROZEN.get(self.backbone) if self.backbone_weights else None
+            return PRETRAINED_FROZEN.get(self.backbone) if self.backbone_weights or self.init_weights else None
         return self.freeze_until or None
 
     def alternating_epochs(self, total_epochs):

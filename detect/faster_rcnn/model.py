@@ -49,6 +49,9 @@ DETECTOR_SIGMA = 1.0
 # py-faster-rcnn initialises the RPN and the classifier with N(0, 0.01), the box regressor with N(0, 0.001).
 _CLS_INIT = keras.initializers.RandomNormal(stddev=0.01)
 _BOX_INIT = keras.initializers.RandomNormal(stddev=0.001)
+# The detector head's output layers, whose shapes follow the class count (K + 1 scores, 4K deltas).
+CLASSIFIER_LAYER = "cls_score"
+BOX_LAYER = "bbox_pred"
 
 
 @keras.saving.register_keras_serializable(package="detect")
@@ -109,8 +112,8 @@ def _detector_head(pool_size, channels, num_classes, width, dropout):
         x = keras.layers.Dense(width, activation="relu", name=name)(x)
         if dropout:
             x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
-    logits = keras.layers.Dense(num_classes + 1, kernel_initializer=_CLS_INIT, name="cls_score")(x)
-    deltas = keras.layers.Dense(4 * num_classes, kernel_initializer=_BOX_INIT, name="bbox_pred")(x)
+    logits = keras.layers.Dense(num_classes + 1, kernel_initializer=_CLS_INIT, name=CLASSIFIER_LAYER)(x)
+    deltas = keras.layers.Dense(4 * num_classes, kernel_initializer=_BOX_INIT, name=BOX_LAYER)(x)
     return keras.Model(pooled, [logits, deltas], name="detector_head")
 
 
@@ -166,6 +169,14 @@ class FasterRcnnDetector:
         self.mode = JOINT if config.training == "joint" else DETECTOR
 
     # ---- parts ------------------------------------------------------------------------
+    def backbones(self):
+        """The shared backbone and step 2's own (alternating), which ``model.init_weights: imagenet`` both load."""
+        return [b for b in (self.backbone, self.detector_backbone) if b is not None]
+
+    def class_dependent_layers(self):
+        """Names of the layers whose shapes follow the class count: the classifier and the box regressor."""
+        return [CLASSIFIER_LAYER, BOX_LAYER]
+
     @property
     def backbone(self):
         return self.model.backbone

@@ -85,8 +85,9 @@ class Detector:
             best, else last, weights), a ``.weights.h5`` file, or a
             directory written by ``tools/export.py --format saved_model``.
           config: for a weights file: its experiment config (a YAML path or
-            an ``ExperimentConfig``); for a run directory it overrides the
-            run's ``config.yaml``.
+            an ``ExperimentConfig``; default: ``<name>.config.yaml`` beside
+            it, as ``tools/convert_darknet.py`` writes); for a run directory
+            it overrides the run's ``config.yaml``.
           kwargs: ``batch_size``, ``max_pixels``; ``precision`` (see
             ``from_config``) for a run directory or weights file.
 
@@ -112,7 +113,12 @@ class Detector:
         elif not path.exists():
             raise InputError(path, "no such file or directory")
         elif config is None:
-            raise InputError(path, "a weights file needs its config: Detector.load(weights, config=...)")
+            from detect.train.transfer import weights_config_path
+
+            config = weights_config_path(path)  # written beside it, e.g. by tools/convert_darknet.py
+            if not config.is_file():
+                raise InputError(path, f"a weights file needs its config: Detector.load(weights, config=...), "
+                                       f"or {config.name} beside it")
         from detect.train.predict import resolve_weights
 
         return cls.from_config(config, weights=resolve_weights(path), inputs=[path], **kwargs)

@@ -3,13 +3,15 @@
 from dataclasses import dataclass
 from typing import Tuple
 
-from detect.config import bounded, check_fields, one_of
+from detect.config import FieldError, bounded, check_fields, one_of
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step")
 PRECISIONS = ("none", "float16", "bfloat16")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 MAX_SEED = 2**32 - 1  # NumPy's seed range, which Keras' set_random_seed uses too
+# What a single-stage training freezes (``detect.train.freeze``).
+FREEZE_MODES = ("none", "backbone", "all_but_head", "head_then_all")
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,18 @@ class TrainConfig:
       ema_tau: the ramp's time constant in steps, > 0: the decay after n
         steps is ``ema_decay * (1 - exp(-n / ema_tau))`` (YOLOv5: 2000;
         a run of fewer steps averages little).
+      freeze: what trains, for fine-tuning (``detect.train.freeze``): "none"
+        (everything), "backbone" (all but the backbone, which stays frozen),
+        "all_but_head" (only the head: the layers that turn the last
+        features into predictions), or "head_then_all" (the head alone for
+        ``freeze_epochs``, then everything at ``unfreeze_lr_factor`` x the
+        learning rate, as a second stage with its own optimizer). Frozen
+        BatchNormalization layers run in inference mode. Faster R-CNN's
+        stages decide what trains, so it takes "none" only.
+      freeze_epochs: the head-only epochs of "head_then_all", >= 0 (at least
+        1 and fewer than ``epochs`` there).
+      unfreeze_lr_factor: the learning rate of the second stage of
+        "head_then_all" as a factor of ``learning_rate``, in (0, 1].
     """
 
     epochs: int = bounded(30, ge=1)
@@ -65,6 +79,12 @@ class TrainConfig:
     ema: bool = False
     ema_decay: float = bounded(0.9999, ge=0, lt=1)
     ema_tau: float = bounded(2000.0, gt=0)
+    freeze: str = one_of("none", FREEZE_MODES)
+    freeze_epochs: int = bounded(0, ge=0)
+    unfreeze_lr_factor: float = bounded(0.1, gt=0, le=1)
 
     def __post_init__(self):
         check_fields(self)
+        if self.freeze == "head_then_all" and not 1 <= self.freeze_epochs < self.epochs:
+            raise FieldError("freeze_epochs", f"must be in [1, epochs - 1] = [1, {self.epochs - 1}] for freeze "
+                                              f"head_then_all, got {self.freeze_epochs}")

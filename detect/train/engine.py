@@ -17,7 +17,14 @@ config):
   multi-stage schedule (Faster R-CNN's 4-step alternation);
   ``validation_data`` is the trainer's ``fn() -> dataset`` of validation
   batches (or None), for stages that measure something other than mAP.
-  The default is one stage of ``train.epochs``.
+  The default is one stage of ``train.epochs``, or the stages of ``train.freeze``.
+- optionally ``task.parts()``: ``{"backbone": [layers], "head": [layers]}``
+  (top-level layers of ``task.model``), which ``train.freeze`` freezes
+  around (``detect.train.freeze``); a task with its own ``stages`` takes
+  ``train.freeze: none``.
+- optionally ``task.class_dependent_layers()``: names of the layers whose
+  shapes follow the class count, re-initialised when ``model.init_weights``
+  comes from a model of another class count (``detect.train.transfer``).
 - optionally ``task.inference_key()``: a hashable naming the parts that
   inference uses now (a stage may change them); compiled predict functions
   are cached per key (``detect.train.evaluation.make_predict_fn``).
@@ -136,10 +143,11 @@ class Stage:
     select_best: bool = True
 
     def train_config(self, train_cfg):
-        """``train_cfg`` with this stage's epochs and learning-rate overrides."""
+        """``train_cfg`` with this stage's epochs and learning-rate overrides (and no ``freeze`` schedule)."""
         overrides = {k: v for k, v in (("learning_rate", self.learning_rate), ("warmup_epochs", self.warmup_epochs),
                                        ("schedule", self.schedule)) if v is not None}
-        return dataclasses.replace(train_cfg, epochs=self.epochs, **overrides)
+        # The stage is one step of the freeze schedule, not a schedule of its own.
+        return dataclasses.replace(train_cfg, epochs=self.epochs, freeze="none", freeze_epochs=0, **overrides)
 
 
 def make_strategy(name):
@@ -299,8 +307,7 @@ class Trainer:
         self.images_per_batch = images_per_batch or train_cfg.batch_size
         self.progress = progress
         self.epoch_report = epoch_report
-        self.stages = (list(task.stages(train_cfg, validation_data=validation_data)) if hasattr(task, "stages")
-                       else [Stage("train", train_cfg.epochs)])
+        self.stages = self._plan_stages(task, train_cfg, validation_data)
         self.total_epochs = sum(stage.epochs for stage in self.stages)
         with self.strategy.scope():
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
@@ -314,6 +321,18 @@ class Trainer:
         self.writer = None  # TensorBoard's; created by fit(), after a resume is known to fit the run
 
     # ---- stages ---------------------------------------------------------------------
+    @staticmethod
+    def _plan_stages(task, train_cfg, validation_data):
+        """The task's own stages, else the stages of ``train.freeze`` (one ``train`` stage without it)."""
+        from detect.train.freeze import freeze_stages  # it builds on Stage, defined here
+
+        if not hasattr(task, "stages"):
+            return freeze_stages(task, train_cfg)
+        if train_cfg.freeze != "none":
+            raise InputError("train.freeze", f"{train_cfg.freeze!r}: {type(task).__name__} has its own stages, "
+                                             f"which decide what trains; use train.freeze: none")
+        return list(task.stages(train_cfg, validation_data=validation_data))
+
     def _enter_stage(self, index):
         """Prepares stage ``index`` and gives it a fresh optimizer over the variables it trains."""
         stage = self.stages[index]

@@ -86,6 +86,14 @@ def _train(config, run_dir, strategy, resume, progress):
             print(f"warning: {split} image skipped, broken annotation: {error}", flush=True)
     with strategy.scope():
         task = build_task(config, len(class_names))
+    snapshot = config_snapshot(config)
+    if config.model.init_weights:
+        from detect.train.transfer import IMAGENET, init_from
+
+        if not (resume and (Path(run_dir) / "checkpoints" / "last.json").exists()):  # else its checkpoint
+            print(init_from(task, config.model).table(), flush=True)
+        if config.model.init_weights != IMAGENET:  # the run records where it started, wherever it is run from
+            snapshot["model"]["init_weights"] = str(Path(config.model.init_weights).resolve())
     train_data, val_data, steps = make_datasets(config, train_records, val_records, strategy, train_skipped or ())
     from detect.data.transforms import unmap_boxes
 
@@ -107,7 +115,6 @@ def _train(config, run_dir, strategy, resume, progress):
         stats.reset()
         return text
 
-    snapshot = config_snapshot(config)
     # The run names its classes, so applications (Detector.load) need no dataset.
     snapshot["data"]["classes"] = list(class_names)
     trainer = Trainer(task, config.train, run_dir, train_data, steps, evaluate=evaluate, strategy=strategy,

@@ -12,7 +12,9 @@
   lock when its process ends, so a killed training leaves none).
 
 Runs written before markers existed are recognised by their
-``checkpoints/`` folder.
+``checkpoints/`` folder. A marked folder without ``config.yaml`` or
+``checkpoints/`` (a training that stopped before its first write) is
+taken as new.
 """
 
 import contextlib
@@ -26,19 +28,22 @@ TOOL = "tools/train.py"
 
 
 def is_run_dir(path):
-    """Whether ``path`` holds a training run (marked, or an older run's ``checkpoints/``)."""
+    """Whether ``path`` holds a training run: its ``config.yaml`` or ``checkpoints/`` (a run that
+    stopped before writing either, e.g. on a bad config value, left nothing to continue)."""
     path = Path(path)
-    return path.is_dir() and (folder_kind(path) == RUN_KIND or (path / "checkpoints").is_dir())
+    return path.is_dir() and ((path / "config.yaml").is_file() or (path / "checkpoints").is_dir())
 
 
 def _check(path, resume):
     if path.exists() and not path.is_dir():
         raise InputError(path, "--out is a file; it names the run directory to write")
     if is_run_dir(path):
+        if folder_kind(path) != RUN_KIND and not (path / "checkpoints").is_dir():
+            refuse_foreign(path, RUN_KIND, TOOL, "--out")  # someone's config.yaml, not a run
         if not resume:
             raise InputError(path, "holds a training run already; nothing was written. Continue it with "
                                    "--resume, or train into a new --out")
-    elif path.is_dir() and not is_empty_folder(path):
+    elif path.is_dir() and not is_empty_folder(path) and folder_kind(path) != RUN_KIND:
         refuse_foreign(path, RUN_KIND, TOOL, "--out")
 
 

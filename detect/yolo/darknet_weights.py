@@ -15,13 +15,30 @@ Nothing else is stored: routes, shortcuts, upsampling, pooling, reorg and the
 detection layers have no weights. Darknet itself reads past a short file and
 ignores extra floats; here either is an ``InputError`` naming the layer.
 
-Darknet's inference batch norm is ``(x - mean) / (sqrt(var) + 1e-6)``
-(``normalize_cpu`` in ``blas.c``, ``normalize_kernel`` on the GPU), Keras'
-``(x - mean) / sqrt(var + epsilon)``. The loader keeps beta, mean and
-variance as written and folds the difference into gamma,
-``gamma * sqrt(var + epsilon) / (sqrt(var) + 1e-6)``, computed in float64,
-which makes inference match Darknet for any Keras epsilon (the stored gamma
-differs from the file's by a factor ~ 1 + epsilon / (2 var)).
+Darknet normalises with the rolling mean and variance at inference, but
+not everywhere with the same formula; ``bn`` picks which one to reproduce:
+
+- ``"gpu"`` (the default): ``(x - mean) / sqrt(var + 1e-5)``. pjreddie's
+  Darknet computes this on the GPU (its CUDA normalize kernel at inference,
+  the same kernel or cuDNN's batch norm in training), AlexeyAB's fork on the
+  CPU as well, and both fold batch norm into the convolution with it. Darknet
+  trains on the GPU, so the released gammas and betas were learned against
+  this denominator.
+- ``"cpu"``: ``(x - mean) / (sqrt(var) + 1e-6)``, pjreddie's CPU path alone
+  (``normalize_cpu`` in ``blas.c``), for matching the output of that build.
+
+The two agree on channels with a large variance and drift apart as it
+shrinks: at var = 1e-5 the CPU denominator is ~1.4x smaller, at 1e-7 ~10x,
+and at var = 0 ~3000x, so near-dead channels come out far off under the
+formula the weights were not trained with.
+
+Keras computes ``(x - mean) / sqrt(var + epsilon)`` with its own epsilon
+(1e-3 in our models). The loader keeps beta, mean and variance as written
+and folds the difference into gamma, ``gamma * sqrt(var + epsilon) /
+denominator(var)``, computed in float64, which makes inference match the
+chosen Darknet formula for any Keras epsilon. Fine-tuning in training mode
+normalises with batch statistics and so starts from these folded gammas,
+larger than the file's on channels whose variance is near or below epsilon.
 """
 
 import dataclasses
@@ -30,10 +47,16 @@ from typing import Optional
 
 import numpy as np
 
-from detect.backbones.darknet import DARKNET19_STAGES, DARKNET53_BLOCKS
 from detect.errors import InputError
 
-DARKNET_BN_EPSILON = 1e-6  # added to sqrt(rolling variance) by Darknet's normalize_cpu
+# Darknet's inference batch norm denominators, per channel of rolling variance:
+DARKNET_GPU_BN_EPSILON = 1e-5  # inside the root: sqrt(var + 1e-5) (GPU paths, AlexeyAB's fork)
+DARKNET_CPU_BN_EPSILON = 1e-6  # outside the root: sqrt(var) + 1e-6 (pjreddie's CPU path)
+BN_GPU = "gpu"
+BN_CPU = "cpu"
+BN_FORMULAS = (BN_GPU, BN_CPU)
+DEFAULT_BN = BN_GPU  # what the released weights were trained with
+BN_DENOMINATORS = {BN_GPU: "sqrt(var + 1e-5)", BN_CPU: "sqrt(var) + 1e-6"}  # for help texts and reports
 LEAKY = "leaky"
 LINEAR = "linear"
 
@@ -86,11 +109,12 @@ class DarknetConv:
 
 @dataclasses.dataclass(frozen=True)
 class LoadReport:
-    """What ``load_darknet_weights`` read: the header, the conv layers and floats used."""
+    """What ``load_darknet_weights`` read: the header, the conv layers and floats used, the BN formula."""
 
     header: DarknetHeader
     layers: int
     floats: int
+    bn: str = DEFAULT_BN
 
 
 # ----------------------------------------------------------------------------- file
@@ -151,6 +175,10 @@ def read_darknet_file(path):
 
 def _darknet53_convs():
     """Darknet-53 of yolov3.cfg (layers 0-74): [DarknetConv], next layer index."""
+    # Imported here, not at the top: the backbone module imports Keras, and
+    # tools/convert_darknet.py reads BN_FORMULAS for its --help without it.
+    from detect.backbones.darknet import DARKNET53_BLOCKS
+
     convs, index = [DarknetConv(0, "darknet53_stem")], 1
     for stage, blocks in enumerate(DARKNET53_BLOCKS, start=1):
         convs.append(DarknetConv(index, f"darknet53_s{stage}_down"))
@@ -182,6 +210,8 @@ def _yolov3_head_convs(index):
 
 def _darknet19_convs():
     """Darknet-19 of yolov2.cfg (layers 0-22, max pools between stages): [DarknetConv], next index."""
+    from detect.backbones.darknet import DARKNET19_STAGES  # Keras, see _darknet53_convs
+
     convs, index, unit = [DarknetConv(0, "darknet19_l1")], 1, 1
     for stage in DARKNET19_STAGES:
         index += 1  # [maxpool]
@@ -278,19 +308,46 @@ def kernel_to_keras(flat, kernel_shape):
     return np.ascontiguousarray(flat.reshape(cout, cin, h, w).transpose(2, 3, 1, 0))
 
 
-def fold_bn_gamma(gamma, variance, keras_epsilon):
-    """gamma for Keras' ``sqrt(var + eps)`` that gives Darknet's ``gamma / (sqrt(var) + 1e-6)``.
+def check_bn(bn):
+    """Raises ``InputError`` unless ``bn`` is one of ``BN_FORMULAS``."""
+    if bn not in BN_FORMULAS:
+        raise InputError("bn", f"unknown Darknet batch norm formula {bn!r}: one of "
+                               + ", ".join(f"{name!r} ({BN_DENOMINATORS[name]})" for name in BN_FORMULAS))
+
+
+def darknet_bn_denominator(variance, bn=DEFAULT_BN):
+    """What Darknet divides ``x - mean`` by at inference, per channel.
+
+    Args:
+      variance: [C] rolling variance (>= 0).
+      bn: one of ``BN_FORMULAS``.
+
+    Returns:
+      float64 [C]: ``sqrt(var + 1e-5)`` ("gpu") or ``sqrt(var) + 1e-6`` ("cpu").
+    """
+    check_bn(bn)
+    var = np.asarray(variance, np.float64)
+    if bn == BN_GPU:
+        return np.sqrt(var + DARKNET_GPU_BN_EPSILON)
+    return np.sqrt(var) + DARKNET_CPU_BN_EPSILON
+
+
+def fold_bn_gamma(gamma, variance, keras_epsilon, bn=DEFAULT_BN):
+    """gamma for Keras' ``sqrt(var + eps)`` that gives Darknet's ``gamma / denominator(var)``.
 
     Args:
       gamma, variance: float32 [C] as written (variance >= 0).
       keras_epsilon: the BatchNormalization layer's epsilon.
+      bn: which Darknet formula to reproduce, one of ``BN_FORMULAS``
+        (see ``darknet_bn_denominator``).
 
     Returns:
-      float32 [C].
+      float32 [C]: ``gamma * sqrt(var + keras_epsilon) / denominator(var)``,
+      computed in float64.
     """
-    var = variance.astype(np.float64)
-    scale = np.sqrt(var + keras_epsilon) / (np.sqrt(var) + DARKNET_BN_EPSILON)
-    return (gamma.astype(np.float64) * scale).astype(np.float32)
+    var = np.asarray(variance, np.float64)
+    scale = np.sqrt(var + keras_epsilon) / darknet_bn_denominator(var, bn)
+    return (np.asarray(gamma, np.float64) * scale).astype(np.float32)
 
 
 def split_conv(floats, kernel_shape, batch_normalize):
@@ -319,7 +376,7 @@ def _check_values(parts, conv, source):
         raise InputError(source, f"{conv.label}: negative rolling variance")
 
 
-def convert_layers(model, convs, floats, source):
+def convert_layers(model, convs, floats, source, bn=DEFAULT_BN):
     """Cuts the file's floats into Keras weight lists, checking the count layer by layer.
 
     Args:
@@ -327,6 +384,7 @@ def convert_layers(model, convs, floats, source):
       convs: ``darknet_layers`` of its config.
       floats: float32 [N], the file after its header.
       source: file name for error messages.
+      bn: the Darknet batch norm formula folded into gamma, one of ``BN_FORMULAS``.
 
     Returns:
       list of (layer, [arrays]) to ``set_weights``, conv layers and BN layers.
@@ -336,6 +394,7 @@ def convert_layers(model, convs, floats, source):
         last one, or holds non-finite values / negative variances (each
         naming the Darknet layer index and the Keras layer).
     """
+    check_bn(bn)
     assignments, offset, layers = [], 0, _all_layers(model)
     for conv in convs:
         conv_layer, bn_layer = keras_layers(model, conv, layers)
@@ -348,7 +407,7 @@ def convert_layers(model, convs, floats, source):
         _check_values(parts, conv, source)
         offset += count
         if conv.batch_normalize:
-            gamma = fold_bn_gamma(parts["gamma"], parts["variance"], bn_layer.epsilon)
+            gamma = fold_bn_gamma(parts["gamma"], parts["variance"], bn_layer.epsilon, bn)
             assignments.append((conv_layer, [parts["kernel"]]))
             assignments.append((bn_layer, [gamma, parts["beta"], parts["mean"], parts["variance"]]))
         else:
@@ -392,7 +451,7 @@ def classes_from_size(detector, floats):
     return extra // per_class
 
 
-def load_darknet_weights(detector, path, cfg=None, data=None):
+def load_darknet_weights(detector, path, cfg=None, data=None, bn=DEFAULT_BN):
     """Loads a Darknet ``.weights`` file into a ``YoloDetector``.
 
     All-or-nothing: every layer is checked before the first is set.
@@ -404,22 +463,27 @@ def load_darknet_weights(detector, path, cfg=None, data=None):
       cfg: optional Darknet ``.cfg`` path; when given, its conv layers,
         classes and anchors must match the detector (``check_cfg``).
       data: ``read_darknet_file(path)``'s result if already read.
+      bn: which of Darknet's inference batch norm formulas the model
+        reproduces, one of ``BN_FORMULAS``: "gpu" (default, ``sqrt(var +
+        1e-5)``, what the released weights were trained with) or "cpu"
+        (``sqrt(var) + 1e-6``, pjreddie's CPU build); see the module docstring.
 
     Returns:
       ``LoadReport``.
 
     Raises:
-      InputError: unsupported architecture, cfg mismatch, or a file whose
-        size or values do not fit (the message names the layer).
+      InputError: unknown ``bn``, unsupported architecture, cfg mismatch, or
+        a file whose size or values do not fit (the message names the layer).
     """
+    check_bn(bn)
     convs = darknet_layers(detector.config)
     if cfg is not None:
         check_cfg(read_cfg(cfg), detector, convs, cfg)
     header, floats = read_darknet_file(path) if data is None else data
-    assignments = convert_layers(detector.model, convs, floats, path)
+    assignments = convert_layers(detector.model, convs, floats, path, bn)
     for layer, weights in assignments:
         layer.set_weights(weights)
-    return LoadReport(header, len(convs), len(floats))
+    return LoadReport(header, len(convs), len(floats), bn)
 
 
 # ----------------------------------------------------------------------------- cfg
@@ -526,6 +590,8 @@ def cfg_classes(sections) -> Optional[int]:
     return None
 
 
-__all__ = ["DarknetConv", "DarknetHeader", "LoadReport", "check_cfg", "cfg_classes", "classes_from_size",
-           "conv_float_count", "convert_layers", "darknet_layers", "expected_floats", "fold_bn_gamma",
-           "kernel_to_keras", "load_darknet_weights", "read_cfg", "read_darknet_file", "read_header"]
+__all__ = ["BN_CPU", "BN_DENOMINATORS", "BN_FORMULAS", "BN_GPU", "DARKNET_CPU_BN_EPSILON", "DARKNET_GPU_BN_EPSILON",
+           "DEFAULT_BN", "DarknetConv", "DarknetHeader", "LoadReport", "check_bn", "check_cfg", "cfg_classes",
+           "classes_from_size", "conv_float_count", "convert_layers", "darknet_bn_denominator", "darknet_layers",
+           "expected_floats", "fold_bn_gamma", "kernel_to_keras", "load_darknet_weights", "read_cfg",
+           "read_darknet_file", "read_header"]

@@ -29,6 +29,10 @@ YOLO_VERSIONS = ("v2", "v3")
 # "darknet" (Darknet's own reorg layer, which YOLOv2's released weights need).
 REORGS = ("space_to_depth", "darknet")
 V3_LEVELS = ("C3", "C4", "C5")  # the backbone levels YOLOv3 predicts on
+# Layer names: the prediction convolutions end in this; the head (what
+# ``train.freeze`` keeps trainable in "all_but_head") starts with these.
+PREDICTION_SUFFIX = "_pred"
+HEAD_LAYER_PREFIXES = ("p3_head_", "p4_head_", "p5_head_", "head_c_", "out")
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,14 @@ class YoloConfig:
         have C3, C4 and C5).
       backbone: a name from ``detect.backbones``.
       backbone_weights: None, "imagenet" or a weights file.
+      init_weights: where training starts from (``detect.train.transfer``):
+        None (from scratch, or ``backbone_weights``); a run directory or a
+        detector's ``.weights.h5`` (with its config beside it), loaded by
+        layer path and shape, the class-dependent prediction layers
+        re-initialised when the class count differs; or "imagenet" / a
+        Keras-applications ``.h5`` file for the backbone.
+      init_skip_mismatch: leave initialised the tensors of other layers that
+        do not fit ``init_weights`` (listed), instead of an error.
       anchors: (w, h) pixel pairs (> 0), small to large; empty = the
         paper's; v3 takes a multiple of 3 (as many per level).
       head_width: channels of the head's 3x3 convolutions at stride 32
@@ -61,6 +73,8 @@ class YoloConfig:
     version: str = one_of("v3", YOLO_VERSIONS)
     backbone: str = one_of("tiny", BACKBONES)
     backbone_weights: Optional[str] = None
+    init_weights: Optional[str] = None
+    init_skip_mismatch: bool = False
     anchors: Tuple[Tuple[float, float], ...] = bounded((), gt=0)
     # v3's finest level uses head_width // 4 channels, which must not be 0.
     head_width: int = bounded(256, ge=4)
@@ -109,7 +123,7 @@ def _output_conv(x, num_anchors, num_classes, dropout, name):
     prior = -math.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)
     bias = np.zeros((num_anchors, 5 + num_classes), np.float32)
     bias[:, 4:] = prior
-    x = keras.layers.Conv2D(num_anchors * (5 + num_classes), 1, name=f"{name}_pred",
+    x = keras.layers.Conv2D(num_anchors * (5 + num_classes), 1, name=f"{name}{PREDICTION_SUFFIX}",
                             kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
                             bias_initializer=keras.initializers.Constant(bias.reshape(-1)))(x)
     return SplitAnchors(num_anchors, name=f"{name}_anchors")(x)
@@ -244,6 +258,26 @@ class YoloDetector:
             self.strides = [levels["C3"].stride, levels["C4"].stride, levels["C5"].stride]
             self.anchors = [anchors[i * per_level:(i + 1) * per_level] for i in range(3)]
         self.model = keras.Model(images, outputs, name=f"yolo{config.version}_{config.backbone}")
+        self.backbone = backbone
+
+    # ---- parts, for fine-tuning ---------------------------------------------------------
+    def parts(self):
+        """``{"backbone": [the backbone model], "head": [layers]}`` (``detect.train.freeze``).
+
+        The head is what turns the last features into predictions: v3's
+        ``p<k>_head`` 3 x 3 convolution (with its batch norm) and
+        ``out<k>_pred`` of each level, v2's ``head_c`` and ``out_pred``.
+        """
+        return {"backbone": self.backbones(),
+                "head": [layer for layer in self.model.layers if layer.name.startswith(HEAD_LAYER_PREFIXES)]}
+
+    def backbones(self):
+        """The backbone model (a top-level layer of ``model``), for ``model.init_weights: imagenet``."""
+        return [self.backbone]
+
+    def class_dependent_layers(self):
+        """Names of the layers whose shapes follow the class count: the prediction convolutions."""
+        return [layer.name for layer in self.model.layers if layer.name.endswith(PREDICTION_SUFFIX)]
 
     def forward(self, batch, training=False):
         """Raw outputs for a batch (only its ``image`` is used; see the engine's task protocol)."""
