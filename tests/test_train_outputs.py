@@ -180,3 +180,12 @@ def test_resume_with_a_changed_stage_schedule_is_refused(tmp_path, capsys):
     capsys.readouterr()
     fit(run, (1, 2), resume=True)
     assert "nothing to train" in capsys.readouterr().out
+
+
+def test_a_training_refused_before_its_first_write_leaves_the_folder_reusable(config, tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(InputError, match="no such run directory or weights file"):
+        train_from_config(config, [f"model.init_weights={tmp_path / 'missing'}"], out_dir=run, progress=False)
+    assert sorted(p.name for p in run.iterdir()) == [MARKER]  # claimed, nothing else
+    history = train_from_config(config, out_dir=run, progress=False)  # no --resume needed: nothing to resume
+    assert [e["epoch"] for e in history["epochs"]] == [1]
