@@ -230,116 +230,62 @@ def tool(name):
     return module.main
 
 
-@pytest.mark.skipif(not BCCD.is_dir(), reason=f"the BCCD dataset is not at {BCCD}")
-def test_darknet_weights_start_a_one_class_bccd_detector(tmp_path, capsys):
-    """A synthetic file in Darknet's layout (YOLOv3, 3 classes) -> convert -> init_weights of
-    configs/yolov3_finetune.yaml on one BCCD class -> train (head, then all) -> tools/eval.py -> Detector."""
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """A synthetic file in Darknet's layout (YOLOv3, 3 classes), converted by tools/convert_darknet.py."""
     from test_convert_darknet import CLASSES, V3_CONFIG, cfg_convs, keras_names_v3, make_layers, write_weights, \
         yolov3_sections
 
-    from detect import Detector
-    from detect.models import build_task
-    from detect.train.experiment import load_experiment
-    from detect.train.run import train_from_config
-
+    tmp = tmp_path_factory.mktemp("darknet")
     layers = make_layers(cfg_convs(yolov3_sections(len(CLASSES))), keras_names_v3(), seed=0)
     for values in layers.values():  # no near-dead channels: through 75 layers their 300x gain would overflow
         if values["bn"]:
             values["variance"] = np.maximum(values["variance"], np.float32(0.5))
-    darknet = write_weights(tmp_path / "yolov3.weights", layers)
-    converted = tmp_path / "weights" / "yolov3_abc.weights.h5"
-    assert tool("convert_darknet")(["--weights", str(darknet), "--config", str(V3_CONFIG), "--out", str(converted),
+    darknet = write_weights(tmp / "yolov3.weights", layers)
+    out = tmp / "weights" / "yolov3_abc.weights.h5"
+    assert tool("convert_darknet")(["--weights", str(darknet), "--config", str(V3_CONFIG), "--out", str(out),
                                     "--set", f"data.classes=[{', '.join(CLASSES)}]"]) == 0
-    assert yaml.safe_load(weights_config_path(converted).read_text())["data"]["classes"] == CLASSES
-    root = bccd_subset(tmp_path / "bccd")
-    overrides = [f"data.root={root}", "data.classes=[RBC]", "data.skip_unknown=true", "data.image_size=128",
-                 "train.epochs=2", "train.freeze_epochs=1", "train.batch_size=4", f"model.init_weights={converted}"]
-    finetune = ROOT / "configs" / "yolov3_finetune.yaml"
+    assert yaml.safe_load(weights_config_path(out).read_text())["data"]["classes"] == CLASSES
+    return out
 
-    # Every tensor but the three output convolutions is the converted file's, to the bit.
-    config = load_experiment(finetune, overrides)
+
+FINETUNE = ROOT / "configs" / "yolov3_finetune.yaml"
+
+
+def test_darknet_weights_start_the_finetune_config_with_one_class(converted, tmp_path):
+    """Every tensor of configs/yolov3_finetune.yaml on one class but the three output convolutions is the
+    converted file's, to the bit (read through Detector.load, which finds the config beside the file)."""
+    from detect import Detector
+    from detect.models import build_task
+    from detect.train.experiment import load_experiment
+
+    config = load_experiment(FINETUNE, ["data.classes=[RBC]", f"model.init_weights={converted}"])
     task = build_task(config.model, 1)
     report = init_from(task, config.model)
-    source = values_of(Detector.load(converted)._backend.task)  # the sidecar config: no config= needed
+    source = values_of(Detector.load(converted)._backend.task)
     got = values_of(task)
     outputs = {key for key in got if key.split("/")[0] in ("out3_pred", "out4_pred", "out5_pred")}
     assert {key for key, _ in report.reinitialised} == outputs and not report.skipped
     assert all(np.array_equal(got[key], source[key]) for key in got if key not in outputs)
-    del task, source
 
-    capsys.readouterr()
-    history = train_from_config(finetune, overrides, out_dir=tmp_path / "run", progress=False)
+
+@pytest.mark.slow
+@pytest.mark.skipif(not BCCD.is_dir(), reason=f"the BCCD dataset is not at {BCCD}")
+def test_darknet_weights_to_a_one_class_bccd_detector_end_to_end(converted, tmp_path, capsys):
+    """Converted Darknet weights -> configs/yolov3_finetune.yaml on one BCCD class -> training (head,
+    then all) -> tools/eval.py -> Detector.load (slow: three Darknet-53 builds and a training)."""
+    from detect import Detector
+    from detect.train.run import train_from_config
+
+    root = bccd_subset(tmp_path / "bccd")
+    overrides = [f"data.root={root}", "data.classes=[RBC]", "data.skip_unknown=true", "data.image_size=128",
+                 "train.epochs=2", "train.freeze_epochs=1", "train.batch_size=4", f"model.init_weights={converted}"]
+    history = train_from_config(FINETUNE, overrides, out_dir=tmp_path / "run", progress=False)
     assert [e["stage"] for e in history["epochs"]] == ["head", "all"]
     assert "init_weights: " in capsys.readouterr().out
-    assert tool("eval")(["--config", str(finetune), "--set", *overrides, "--weights", str(tmp_path / "run"),
+    assert tool("eval")(["--config", str(FINETUNE), "--set", *overrides, "--weights", str(tmp_path / "run"),
                          "--split", "val"]) == 0
     detector = Detector.load(tmp_path / "run")
     assert detector.class_names == ["RBC"]
     found = detector.predict(next((root / "JPEGImages").iterdir()), score_threshold=0.0)
     assert set(found.labels) <= {"RBC"}
-
-
-# ---- Faster R-CNN ------------------------------------------------------------------------
-
-def frcnn_config(tmp, classes, data=None, **model):
-    """configs/faster_rcnn_shapes.yaml's model with ``classes``, written as a run directory's config."""
-    config = yaml.safe_load((ROOT / "configs" / "faster_rcnn_shapes.yaml").read_text())
-    config["data"].update(format="voc", root=str(tmp / "nowhere"), classes=list(classes), **(data or {}))
-    config["model"].update(fc_width=32, rpn_width=16, **model)
-    path = tmp / f"frcnn_{len(classes)}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def test_faster_rcnn_starts_from_a_run_of_another_dataset_in_both_backbones(tmp_path):
-    from detect import Detector
-    from detect.models import build_task
-    from detect.train.experiment import load_experiment
-
-    run = tmp_path / "run"
-    run.mkdir()
-    keras.utils.set_random_seed(5)
-    source = Detector.from_config(frcnn_config(tmp_path, SHAPES_CLASSES))._backend.task
-    source.model.save_weights(str(run / "best.weights.h5"))
-    (run / "config.yaml").write_text(frcnn_config(tmp_path, SHAPES_CLASSES).read_text())
-    want = values_of(source)
-    config = load_experiment(frcnn_config(tmp_path, ["circle"], init_weights=str(run)))
-    task = build_task(config.model, 1)
-    fresh = values_of(task)
-    report = init_from(task, config.model)
-    got = values_of(task)
-    heads = {key for key in got if key.split("/")[-2] in ("cls_score", "bbox_pred")}
-    assert {key for key, _ in report.reinitialised} == heads and len(heads) == 4
-    assert any(key.startswith("backbone/") for key, _ in report.loaded)
-    assert any(key.startswith("detector_backbone/") for key, _ in report.loaded)  # step 2's backbone too
-    for key in got:
-        np.testing.assert_array_equal(got[key], fresh[key] if key in heads else want[key], err_msg=key)
-
-
-def test_faster_rcnn_takes_a_local_vgg16_imagenet_file_in_both_backbones(tmp_path):
-    """VGG16 in the format of Keras' ``vgg16_..._notop.h5`` (legacy HDF5), random values: no network."""
-    from keras.src.legacy.saving import legacy_h5_format
-
-    from detect.models import build_task
-    from detect.train.experiment import load_experiment
-
-    keras.utils.set_random_seed(4)
-    app = keras.applications.VGG16(include_top=False, weights=None)
-    path = tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-    with h5py.File(path, "w") as f:
-        legacy_h5_format.save_weights_to_hdf5_group(f, app)
-    want = {key: variable.numpy() for key, variable in variable_keys(app)}
-    config = load_experiment(frcnn_config(tmp_path, ["circle"], {"size_divisor": 16}, backbone="vgg16",
-                                          feature_level="C4", anchor_scales=[8, 16, 32], init_weights=str(path)))
-    assert config.model.frozen_layer() == "block2_pool"  # pretrained: conv1-2 frozen, as the paper's
-    task = build_task(config.model, 1)
-    fresh = values_of(task)
-    report = init_from(task, config.model)
-    got = values_of(task)
-    loaded = {key for key, _ in report.loaded}
-    for prefix in ("backbone/", "detector_backbone/"):
-        keys = {key for key in got if key.startswith(prefix)}
-        assert keys and keys <= loaded  # conv1_1 to conv4_3 (C4), in both
-        for key in keys:
-            np.testing.assert_array_equal(got[key], want[key[len(prefix):]], err_msg=key)
-    assert all(np.array_equal(got[k], fresh[k]) for k in got if k not in loaded)
