@@ -335,3 +335,28 @@ def test_make_stem():
     assert make_stem("x/4ecafc9a0bae8003_jpg.rf.2UbsFgyK4QxCrSNix6wM.jpg", "roboflow") == "4ecafc9a0bae8003"
     assert make_stem("x/plain.name.png", "roboflow") == "plain.name"
     assert make_stem("x/img-105_jpg.rf.3fe.jpg", "file") == "img-105_jpg.rf.3fe"
+
+
+# ---- the shipped proxies ------------------------------------------------------------------------
+
+SHIPPED = sorted(p.parent for p in (ROOT / "configs" / "proxies").glob("*/source.yaml"))
+
+
+def test_shipped_proxies_are_consistent():
+    from detect.train.experiment import load_experiment
+
+    assert len(SHIPPED) >= 3
+    for folder in SHIPPED:
+        source = load_source(folder)
+        assert source.name == folder.name and len(source.classes) <= 5
+        splits = read_split_files(source)
+        stems = [s for split in SPLITS for s in splits[split]]
+        assert len(stems) == len(set(stems)) == source.expect["images"], folder
+        assert 100 <= len(stems) <= 700 and all(splits[split] for split in SPLITS)
+        config = load_experiment(folder / "yolo.yaml")
+        assert config.data.format == "voc" and config.data.root == f"data/proxies/{folder.name}"
+        assert tuple(config.data.classes) == source.classes
+        assert len(config.model.anchors) == 9
+    readme = (ROOT / "configs" / "proxies" / "README.md").read_text()
+    for folder in SHIPPED:
+        assert load_source(folder).commit in readme
