@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from detect.data import read_voc
-from detect.data.proxies import SPLITS, load_source, make_stem, read_split_files
+from detect.data.proxies import make_stem
+from detect.data.proxy_source import SPLITS, load_source, read_split_files
 from detect.outputs import MARKER
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -209,7 +210,28 @@ def test_lfs_pointer_refused(tmp_path, capsys):
     pointer = "version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n"
     git_dir, _, folder = yolo_source(tmp_path, extra={"ds/test/images/c_jpg.rf.333.jpg": pointer})
     assert build(folder, git_dir, tmp_path / "built") == 2
-    assert "ds/test/images/c_jpg.rf.333.jpg: is a Git LFS pointer, not an image" in one_line_error(capsys)
+    assert "ds/test/images/c_jpg.rf.333.jpg: is a Git LFS pointer, not the file's content" in one_line_error(capsys)
+
+
+def test_reader_faults_name_the_repository_file(tmp_path, capsys):
+    # The readers read a temporary copy beside --out; their messages name the file in the repository.
+    git_dir, commit, folder = yolo_source(tmp_path, extra={"ds/test/images/c_jpg.rf.333.jpg": "not an image"})
+    assert build(folder, git_dir, tmp_path / "built") == 2
+    assert one_line_error(capsys) == f"{git_dir}@{commit[:12]}:ds/test/images/c_jpg.rf.333.jpg: not a readable image"
+    assert not list(tmp_path.glob(".built.*"))  # the temporary copy and the temporary build are gone
+
+    coco = {"images": [{"id": 1, "file_name": "p.jpg", "width": 8, "height": 8}],
+            "categories": [{"id": 1, "name": "o"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 5, "bbox": [0, 0, 2, 2]}]}
+    git_dir, commit = git_repo(tmp_path / "coco_src", {"L": "x", "c/a.json": json.dumps(coco), "c/p.jpg": jpeg(8, 8)})
+    source = {"name": "c", "repository": "a/c", "commit": commit, "licence": "MIT", "licence_file": "L",
+              "layout": "coco", "classes": ["o"],
+              "sources": [{"split": "all", "images": "c", "annotations": "c/a.json"}],
+              "split": {"mode": "seeded", "seed": 0, "fractions": {"train": 1.0, "val": 0.0, "test": 0.0}}}
+    folder = proxy_folder(tmp_path / "coco_proxy", source, {"train": ["p"]})
+    assert build(folder, git_dir, tmp_path / "coco_built") == 2
+    assert one_line_error(capsys) == (f"{git_dir}@{commit[:12]}:c/a.json: annotations[0] (id 1): category_id 5 "
+                                      f"is not in 'categories'")
 
 
 def test_output_rule_foreign_folder_and_git_dir(tmp_path, capsys):
@@ -293,7 +315,8 @@ def test_voc_source(tmp_path, capsys):
                          check=True).stdout
     (folder / "source.yaml").write_text(yaml.safe_dump(dict(source, commit=new.strip())))
     assert build(folder, git_dir, tmp_path / "built") == 2
-    assert one_line_error(capsys).endswith("v/Annotations/x.xml: object 0 (helmet): <xmax> is '3O', not a number")
+    assert one_line_error(capsys) == (f"{git_dir}@{new[:12]}:v/Annotations/x.xml: object[0] (helmet): "
+                                      f"<bndbox/xmax> is '3O', not a number")
     assert (tmp_path / "built" / "Annotations" / "x.xml").is_file()  # the earlier build is untouched
 
 
@@ -327,6 +350,7 @@ def test_write_splits_source_and_seeded(tmp_path, capsys):
         (folder / f"{split}.txt").unlink()
     assert make_proxy(args) == 0
     assert read_split_files(load_source(folder)) == first  # the seed gives the same split
+    assert not list(tmp_path.glob(".proxy.*"))  # the annotations' temporary copy beside the proxy folder is gone
     assert build(folder, git_dir, tmp_path / "built") == 0
 
 

@@ -7,7 +7,9 @@
 
 Files are read at the commit source.yaml records, straight from the git
 directory (``fetch github:owner/name`` puts it at
-``/work/.mirror/owner+name/repo``); nothing is downloaded. The output is
+``/work/.mirror/owner+name/repo``); nothing is downloaded. The project's
+readers (VOC, COCO, YOLO txt) read the annotations from a temporary copy
+beside DIR (``.DIR.src-PID``, removed afterwards). The output is
 ``JPEGImages/``, ``Annotations/*.xml`` (absolute pixel boxes),
 ``ImageSets/Main/{train,val,test}.txt`` (the proxy's split files) and
 ``proxy.json``. ``--all`` builds every proxy under ``--proxies-dir`` into
@@ -37,8 +39,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from detect.cli import EXIT_BAD_INPUT, EXIT_OK, os_error_line  # noqa: E402
-from detect.data.proxies import (GitSnapshot, build_proxy, collect_items, load_source,  # noqa: E402
-                                 mirror_git_dir, propose_splits, proxy_folders, write_split_files)
+from detect.data.git_snapshot import mirror_git_dir  # noqa: E402
+from detect.data.proxies import build_proxy, propose_splits, proxy_items  # noqa: E402
+from detect.data.proxy_source import load_source, proxy_folders, write_split_files  # noqa: E402
 from detect.errors import InputError  # noqa: E402
 
 TOOL = "tools/make_proxy.py"
@@ -90,8 +93,7 @@ def git_dir_for(args, folder):
 
 def write_splits(folder, git_dir):
     source = load_source(folder)
-    with GitSnapshot(git_dir, source.commit) as snapshot:
-        items, duplicates = collect_items(source, snapshot)
+    items, duplicates = proxy_items(source, git_dir, beside=source.folder)
     splits = propose_splits(source, items)
     write_split_files(source, splits)
     sizes = ", ".join(f"{split} {len(stems)}" for split, stems in splits.items())
