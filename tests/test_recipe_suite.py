@@ -99,3 +99,37 @@ def test_the_tool_refuses_a_foreign_folder_and_a_changed_recipe(tmp_path):
                                                         "set": ["train.batch_size=4"], "epochs": None}))
     done = tool("--out", out, "--recipe", "r", "--only", "bccd", "--seeds", "0", "--set", "train.batch_size=2")
     assert done.returncode == 2 and "another --recipe name" in done.stderr
+
+
+def load_peer():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("peer_ultralytics", ROOT / "tools/peer_ultralytics.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_peer_gets_the_boxes_we_train_on(tmp_path):
+    """VOC corners (1-based, inclusive) -> YOLO lines by hand: x1 = xmin - 1, x2 = xmax (detect.data.voc.voc_box)."""
+    peer = load_peer()
+    xml = tmp_path / "a.xml"
+    xml.write_text("<annotation><size><width>200</width><height>100</height></size>"
+                   "<object><name>dog</name><difficult>0</difficult>"
+                   "<bndbox><xmin>11</xmin><ymin>21</ymin><xmax>50</xmax><ymax>80</ymax></bndbox></object>"
+                   "<object><name>cat</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>200</xmax><ymax>100</ymax>"
+                   "</bndbox></object>"
+                   "<object><name>dog</name><difficult>1</difficult>"
+                   "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object>"
+                   "<object><name>bird</name>"
+                   "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object>"
+                   "</annotation>")
+    # dog: x 10..50, y 20..80 -> centre (30, 50), size (40, 60); cat: the whole image.
+    assert peer.yolo_labels(xml, ["cat", "dog"]) == ["1 0.150000 0.500000 0.200000 0.600000",
+                                                      "0 0.500000 0.500000 1.000000 1.000000"]
+
+
+def test_the_peer_refuses_an_existing_out_in_one_line(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "tools/peer_ultralytics.py"), "--root", tmp_path, "--classes",
+                           "a", "--epochs", "1", "--out", tmp_path], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.strip().endswith("Choose a new --out")

@@ -27,7 +27,15 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+# Image types both detect (detect.data.imagesize) and Ultralytics read; not imported: no detect here.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+EXIT_BAD_INPUT = 2  # detect.cli.EXIT_BAD_INPUT
+
+
+def fail(message):
+    """Bad input: one line naming the file, exit status 2, as every detect tool."""
+    print(message, file=sys.stderr)
+    sys.exit(EXIT_BAD_INPUT)
 
 
 def parse_args(argv):
@@ -51,7 +59,7 @@ def split_ids(root, split):
     try:
         return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
     except OSError as error:
-        sys.exit(f"{path}: cannot read the split ({error.strerror or error})")
+        fail(f"{path}: cannot read the split ({error.strerror or error})")
 
 
 def image_path(root, stem):
@@ -59,7 +67,7 @@ def image_path(root, stem):
         for candidate in (root / "JPEGImages" / (stem + suffix), root / "JPEGImages" / (stem + suffix.upper())):
             if candidate.is_file():
                 return candidate
-    sys.exit(f"{root / 'JPEGImages' / stem}.*: no image for this id")
+    fail(f"{root / 'JPEGImages' / stem}.*: no image for this id")
 
 
 def yolo_labels(xml_path, classes):
@@ -69,7 +77,7 @@ def yolo_labels(xml_path, classes):
         width = float(tree.find("size/width").text)
         height = float(tree.find("size/height").text)
     except (OSError, ET.ParseError, AttributeError, TypeError, ValueError) as error:
-        sys.exit(f"{xml_path}: cannot read size/width and size/height ({error})")
+        fail(f"{xml_path}: cannot read size/width and size/height ({error})")
     lines = []
     for obj in tree.findall("object"):
         name = (obj.findtext("name") or "").strip()
@@ -103,11 +111,13 @@ def build_yolo_layout(root, classes, splits, out):
 
 def main(argv=None):
     args = parse_args(argv)
-    from ultralytics import YOLO
-
     root, out = Path(args.root), Path(args.out)
     classes = args.classes.split(",")
-    out.mkdir(parents=True)  # new: fails on an existing folder
+    try:
+        out.mkdir(parents=True)  # a new folder only: a run never writes over anything
+    except FileExistsError:
+        fail(f"{out}: --out exists; nothing was written. Choose a new --out")
+    from ultralytics import YOLO  # here, so that the checks above run without it (the tests)
     yaml_path = build_yolo_layout(root, classes, {"train": args.train_split, "val": args.val_split}, out)
     model = YOLO(args.model)
     model.train(data=str(yaml_path), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, seed=args.seed,
