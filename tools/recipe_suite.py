@@ -93,12 +93,6 @@ def claim_recipe(out, args):
     return folder
 
 
-def config_data(config, overrides):
-    from detect.train.experiment import load_experiment
-
-    return load_experiment(config, overrides)
-
-
 def train_ours(dataset, seed, run_dir, args, log):
     overrides = [f"train.seed={seed}", *args.set] + ([f"train.epochs={args.epochs}"] if args.epochs else [])
     resume = ["--resume"] if (run_dir / "config.yaml").exists() else []
@@ -113,11 +107,12 @@ def train_ours(dataset, seed, run_dir, args, log):
 
 
 def train_peer(dataset, seed, run_dir, args, log):
-    experiment = config_data(dataset.config, [])
+    from detect.data.formats import dataset_root
+    from detect.train.experiment import load_experiment
+
+    experiment = load_experiment(dataset.config)
     data = experiment.data
-    root = (dataset.config.parent / data.root).resolve() if not Path(data.root).is_absolute() else Path(data.root)
-    if not root.is_dir():
-        root = (ROOT / data.root).resolve()
+    root = (ROOT / dataset_root(data)).resolve()  # what tools/train.py reads: it runs in ROOT
     epochs = args.epochs or experiment.train.epochs
     if run_dir.exists():  # a killed peer run starts again: the folder is this tool's own
         shutil.rmtree(run_dir)
