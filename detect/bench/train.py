@@ -1,0 +1,149 @@
+"""The train suite (``tools/benchmark.py train``): the engine's training step against a bare Keras step,
+then the config's input pipeline; also the bare step's rate the data suite compares with."""
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _bare_step(task, optimizer, variables):
+    """A ``tf.function`` training step with nothing around it: forward, loss, gradients, update."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def step(batch):
+        with tf.GradientTape() as tape:
+            loss = task.losses(task.forward(batch, training=True), batch)["loss"]
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    return step
+
+
+def _config_task_and_batches(config_path, overrides):
+    """(config, its task, an endless iterator over its training pipeline's batches)."""
+    from detect.train.data import class_names_of, load_records, prepare_data
+    from detect.train.experiment import load_experiment
+    from detect.train.run import build_task, make_datasets
+
+    config = load_experiment(config_path, overrides)
+    prepare_data(config.data)
+    names = class_names_of(config.data)
+    records = load_records(config.data, config.data.train_split, names)
+    task = build_task(config, len(names))
+    train_data, _, _ = make_datasets(config, records, records, strategy=None)
+    return config, task, iter(train_data(0).repeat())
+
+
+def training_step_rate(config_path, overrides=(), steps=10, rounds=3):
+    """(images/s of a config's bare training step on cached batches of its own pipeline, a label)."""
+    from detect.train.engine import build_optimizer
+
+    config, task, iterator = _config_task_and_batches(config_path, overrides)
+    batches = [next(iterator) for _ in range(steps)]
+    del iterator
+    variables = task.model.trainable_variables
+    optimizer = build_optimizer(config.train, steps, 1)
+    optimizer.build(variables)
+    step = _bare_step(task, optimizer, variables)
+    times = []
+    for _ in range(rounds + 1):  # the first round traces
+        start = time.perf_counter()
+        for batch in batches:
+            loss = step(batch)
+        float(loss)
+        times.append(time.perf_counter() - start)
+    images = steps * config.train.batch_size
+    return images / float(np.median(times[1:])), f"{Path(config_path).name} (batch {config.train.batch_size})"
+
+
+def bench_train(config_path, steps, overrides=(), rounds=5, stage=None):
+    """A config's training step: the engine against a bare Keras step, then the input pipeline.
+
+    Engine overhead: ``Trainer``'s epoch loop (its step, loss read-back, NaN
+    check, logs) over ``steps`` cached batches, against a bare
+    ``tf.function`` step over the same task forward pass, loss, optimizer
+    settings and trained variables on the same batches, with no engine
+    around it; rounds alternate, and the medians (and the best rounds, the
+    least disturbed on a shared machine, as timeit uses) are compared (goal:
+    <= 10%). Then the step fed by the config's own pipeline, and the
+    pipeline alone. Any registered model type; a multi-stage schedule
+    (Faster R-CNN's alternating steps) is timed in ``stage`` (a stage name;
+    default the first).
+    """
+    import tensorflow as tf
+
+    from detect.errors import InputError
+    from detect.train.engine import Trainer, build_optimizer
+
+    config, task, iterator = _config_task_and_batches(config_path, overrides)
+    batch_size = config.train.batch_size
+    model = config.model
+    kind = f"YOLO{model.version}" if model.type == "yolo" else model.type
+    size = (f"{config.data.image_size} px" if config.data.resize == "letterbox"
+            else f"shortest side {config.data.min_side}, longest <= {config.data.max_side}")
+    print(f"{config.name}: {kind} {model.backbone} at {size}, batch {batch_size}, "
+          f"{task.model.count_params() / 1e6:.2f} M parameters; {steps} steps per round, {rounds} rounds", flush=True)
+    cached = [next(iterator) for _ in range(steps)]
+    batches = tf.data.Dataset.from_tensors(cached[0])
+    for batch in cached[1:]:
+        batches = batches.concatenate(tf.data.Dataset.from_tensors(batch))
+    trainer = Trainer(task, config.train, tempfile.mkdtemp(prefix="detect-bench-train-"), lambda epoch: batches,
+                      steps, progress=False)
+    stage_names = [s.name for s in trainer.stages]
+    if stage is not None:
+        if stage not in stage_names:
+            raise InputError("benchmark.py", f"--stage {stage!r}: the schedule's stages are {', '.join(stage_names)}")
+        trainer._enter_stage(stage_names.index(stage))
+    timed = trainer.stages[trainer.stage_index]
+    if len(stage_names) > 1:
+        print(f"stage {timed.name!r} of {', '.join(stage_names)}", flush=True)
+    bare_optimizer = build_optimizer(timed.train_config(config.train), steps, 1)
+    variables = trainer.variables
+    bare_optimizer.build(variables)
+
+    bare_step = _bare_step(task, bare_optimizer, variables)
+
+    def bare_round():
+        for batch in batches:
+            loss = bare_step(batch)
+        float(loss)
+
+    def engine_round():
+        trainer._run_epoch(0, timed)
+
+    rounds_of = {"engine": engine_round, "bare": bare_round}
+    cold, timings = {}, {name: [] for name in rounds_of}
+    for name, fn in rounds_of.items():
+        start = time.perf_counter()
+        fn()
+        cold[name] = time.perf_counter() - start
+    for _ in range(rounds):
+        for name, fn in rounds_of.items():
+            start = time.perf_counter()
+            fn()
+            timings[name].append(time.perf_counter() - start)
+    median = {k: float(np.median(v)) for k, v in timings.items()}
+    best = {k: min(v) for k, v in timings.items()}
+    labels = {"engine": "engine step (Trainer epoch loop)",
+              "bare": "bare Keras step (tf.function, same model, loss, optimizer, batches)"}
+    for key, label in labels.items():
+        print(f"{label}: cold {cold[key]:.1f} s (tracing), warm {median[key] / steps * 1e3:.0f} ms/step median, "
+              f"{best[key] / steps * 1e3:.0f} ms/step best ({steps * batch_size / median[key]:.1f} images/s median)")
+    print(f"engine overhead: {100 * (median['engine'] / median['bare'] - 1):+.1f}% median, "
+          f"{100 * (best['engine'] / best['bare'] - 1):+.1f}% best round (goal <= 10%)", flush=True)
+
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = bare_step(next(iterator))
+    float(loss)
+    fed = steps * batch_size / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for _ in range(steps):
+        next(iterator)
+    data_only = steps * batch_size / (time.perf_counter() - start)
+    print(f"training step fed by its pipeline: {fed:.1f} images/s | pipeline alone: {data_only:.1f} images/s "
+          f"(x{data_only / (steps * batch_size / median['bare']):.1f} the step)")
+    return 0
