@@ -79,3 +79,46 @@ class StopSignals:
     def __exit__(self, *exc):
         for number, handler in self._previous.items():
             signal.signal(number, handler)
+
+
+# Set to 1 to see TensorFlow's own start-up lines (C++ and absl logging).
+VERBOSE_ENV = "DETECT_TF_LOGS"
+
+
+def quiet_tensorflow():
+    """Imports TensorFlow with its start-up lines kept off the terminal.
+
+    TensorFlow's C++ start-up logs ("Could not find cuda drivers", cuInit
+    failures, oneDNN notes) go to file descriptor 2 before absl's logging is
+    initialised, so ``TF_CPP_MIN_LOG_LEVEL`` does not hold them back; a user
+    reads them as errors. They are written while the library loads and the
+    devices are first listed, so both happen here with descriptor 2 pointed
+    at a temporary file, which is replayed if the import fails. Call it in a
+    tool's ``main`` after argument parsing (``--help`` stays fast).
+    ``DETECT_TF_LOGS=1`` shows everything.
+    """
+    if os.environ.get(VERBOSE_ENV, "") not in ("", "0"):
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        return
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+        except BaseException:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            captured.seek(0)
+            os.write(2, captured.read())
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)

@@ -11,12 +11,12 @@ file's comments and layout are kept; the file is replaced atomically).
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from detect.cli import quiet_tensorflow  # noqa: E402
 
 
 def main(argv=None):
@@ -28,6 +28,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", metavar="CONFIG", help="write the anchors into this config's model.anchors")
     args = parser.parse_args(argv)
+    quiet_tensorflow()
 
     from detect.errors import InputError
     from detect.yolo.anchors import kmeans_anchors, letterbox_box_sizes

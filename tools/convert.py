@@ -19,14 +19,12 @@ Bad input prints one line naming the file and the entry and exits with 2.
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detect.cli import EXIT_BAD_INPUT, EXIT_OK, os_error_line, parse_class_names  # noqa: E402
+from detect.cli import EXIT_BAD_INPUT, EXIT_OK, os_error_line, parse_class_names, quiet_tensorflow  # noqa: E402
 from detect.data.formats import (READ_FORMATS, WRITE_FORMATS, convert_dataset,  # noqa: E402
                                  read_dataset)
 from detect.errors import InputError  # noqa: E402
@@ -67,6 +65,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    quiet_tensorflow()
     try:
         inputs = [Path(p) for p in (args.root, args.json) if p]
         if args.to == "coco":

@@ -36,14 +36,12 @@ exits with 2.
 
 import argparse
 import dataclasses
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detect.cli import EXIT_BAD_INPUT, EXIT_OK, exit_now, os_error_line  # noqa: E402
+from detect.cli import EXIT_BAD_INPUT, EXIT_OK, exit_now, os_error_line, quiet_tensorflow  # noqa: E402
 from detect.errors import InputError  # noqa: E402
 from detect.outputs import check_file_output  # noqa: E402
 from detect.yolo.darknet_weights import (BN_CPU, BN_DENOMINATORS, BN_FORMULAS, BN_GPU,  # noqa: E402  (numpy only)
@@ -106,7 +104,7 @@ def convert(weights, config_path, out, cfg=None, overrides=(), overwrite=False, 
 
     from detect.outputs import write_text_atomic
     from detect.train.checkpoints import save_weights_atomic
-    from detect.train.engine import config_snapshot
+    from detect.train.snapshot import config_snapshot
     from detect.yolo.model import YoloDetector
 
     config = load_experiment(config_path, overrides)
@@ -137,6 +135,7 @@ def convert(weights, config_path, out, cfg=None, overrides=(), overwrite=False, 
 
 def main(argv=None):
     args = parse_args(argv)
+    quiet_tensorflow()
     try:
         report, num_classes = convert(args.weights, args.config, args.out, cfg=args.cfg, overrides=args.overrides,
                                       overwrite=args.overwrite, bn=args.bn)

@@ -56,17 +56,15 @@ output, or when no input could be read, 130 when interrupted.
 """
 
 import argparse
-import os
 import signal
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detect.cli import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, StopSignals, class_names_arg,  # noqa: E402
-                        exit_now, os_error_line)
+                        exit_now, os_error_line, quiet_tensorflow)
 from detect.errors import InputError  # noqa: E402
 from detect.inference.sources import expand_sources, journal_path, plan_jobs  # noqa: E402
 from detect.inference.video import AnnotatedVideo  # noqa: E402
@@ -268,6 +266,7 @@ def run_video(detector, job, options, outputs, max_frames, bar, stop):
 
 def main(argv=None):
     args = parse_args(argv)
+    quiet_tensorflow()
     if args.batch < 1 or (args.max_frames is not None and args.max_frames < 1):
         print("--batch and --max-frames must be >= 1", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -29,14 +29,12 @@ Bad input prints one line naming the file and the entry and exits with 2.
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detect.cli import EXIT_BAD_INPUT, EXIT_OK, class_names_arg, exit_now, os_error_line  # noqa: E402
+from detect.cli import EXIT_BAD_INPUT, EXIT_OK, class_names_arg, exit_now, os_error_line, quiet_tensorflow  # noqa: E402
 from detect.errors import InputError  # noqa: E402
 from detect.eval.files import METRICS, evaluate_files  # noqa: E402
 from detect.eval.report import format_table, result_to_json, write_plots  # noqa: E402
@@ -92,6 +90,7 @@ def check_outputs(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    quiet_tensorflow()
     class_names = args.classes
     try:
         check_outputs(args)

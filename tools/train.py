@@ -10,14 +10,12 @@ entry, exit status 2.
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detect.cli import exit_now  # noqa: E402
+from detect.cli import exit_now, quiet_tensorflow  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -33,6 +31,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    quiet_tensorflow()
     from detect.errors import InputError
 
     try:
