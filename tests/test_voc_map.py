@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detect.eval import Detections, GroundTruth, evaluate_voc
+from detect.eval import DetectionRows, GroundTruth, evaluate_voc
 from voc_devkit import voc_eval_class
 
 
@@ -24,9 +24,9 @@ def make_gt(rows, class_names=("a", "b", "c")):
 def make_dets(rows, gt):
     """rows: (image, class, score, [xmin, ymin, xmax, ymax] 1-based)."""
     boxes = np.array([[b[0] - 1, b[1] - 1, b[2] - b[0] + 1, b[3] - b[1] + 1] for *_, b in rows], float)
-    return Detections(np.array([gt.image_ids.index(r[0]) for r in rows], np.int32),
-                      np.array([r[1] for r in rows], np.int32), boxes.reshape(-1, 4),
-                      np.array([r[2] for r in rows], float))
+    return DetectionRows(np.array([gt.image_ids.index(r[0]) for r in rows], np.int32),
+                         np.array([r[1] for r in rows], np.int32), boxes.reshape(-1, 4),
+                         np.array([r[2] for r in rows], float))
 
 
 A = [11, 11, 60, 40]
@@ -115,5 +115,5 @@ def test_random_cases_equal_devkit(seed, use_07_metric):
 
 def test_no_detections_give_zero():
     gt = make_gt([(0, 0, A, False)])
-    result = evaluate_voc(gt, Detections.empty())
+    result = evaluate_voc(gt, DetectionRows.empty())
     assert result.per_class["a"] == 0.0 and result.mAP == 0.0

@@ -1,6 +1,6 @@
 """Evaluation: COCO and VOC mAP over datasets, files and training batches."""
 
 from detect.eval.metrics import evaluate_coco, evaluate_voc
-from detect.eval.types import CocoResult, Detections, GroundTruth, VocResult
+from detect.eval.types import CocoResult, DetectionRows, GroundTruth, VocResult
 
-__all__ = ["CocoResult", "Detections", "GroundTruth", "VocResult", "evaluate_coco", "evaluate_voc"]
+__all__ = ["CocoResult", "DetectionRows", "GroundTruth", "VocResult", "evaluate_coco", "evaluate_voc"]

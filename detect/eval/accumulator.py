@@ -3,7 +3,7 @@
 import numpy as np
 
 from detect.eval.metrics import evaluate_coco, evaluate_voc
-from detect.eval.types import Detections, GroundTruth
+from detect.eval.types import DetectionRows, GroundTruth
 from detect.ops import PAD_CLASS  # the one definition: padded slots of batches and of NMS output
 
 
@@ -97,8 +97,8 @@ class DetectionAccumulator:
             boxes_xywh=cat(self._gt["boxes"], 4), area=cat(self._gt["area"]),
             ignore=cat(self._gt["ignore"]).astype(bool),
             source="<validation>")
-        dets = Detections(cat(self._dt["image"]).astype(np.int32), cat(self._dt["classes"]).astype(np.int32),
-                          cat(self._dt["boxes"], 4), cat(self._dt["scores"]), source="<validation>")
+        dets = DetectionRows(cat(self._dt["image"]).astype(np.int32), cat(self._dt["classes"]).astype(np.int32),
+                             cat(self._dt["boxes"], 4), cat(self._dt["scores"]), source="<validation>")
         return gt, dets
 
     def evaluate(self):

@@ -31,7 +31,7 @@ def load_files(gt_path, dets_path, split=None, class_names=None):
       class_names: VOC class list (default: see ``load_voc_gt``).
 
     Returns:
-      (``GroundTruth``, ``Detections``).
+      (``GroundTruth``, ``DetectionRows``).
 
     Raises:
       InputError: on any bad input, naming the file and the entry.

@@ -7,13 +7,12 @@ results JSON (a list of ``{"image_id", "category_id", "bbox": [x, y, w, h],
 "score"}``). Every problem is an ``InputError`` that names the file and the
 offending entry.
 
-Detections files can hold hundreds of thousands of entries, so the
+Detection files can hold hundreds of thousands of entries, so the
 detection loaders pull each field out with one comprehension, convert it
 with one ``np.array`` call and validate it vectorised; the slow per-entry
 walk runs only to describe an entry after a bulk step has failed.
 """
 
-import json
 import os
 from itertools import repeat
 from pathlib import Path
@@ -24,7 +23,7 @@ from detect.data.coco import json_excerpt, json_type_name, validate_coco
 from detect.data.voc import default_voc_classes, read_voc, voc_splits
 from detect.errors import InputError
 from detect.jsonfile import load_json
-from detect.eval.types import Detections, GroundTruth
+from detect.eval.types import DetectionRows, GroundTruth
 
 # Split evaluated when none is given, in order of preference.
 DEFAULT_VOC_SPLITS = ("test", "val")
@@ -94,7 +93,7 @@ def load_coco_dets(source, gt):
       gt: the ``GroundTruth`` the detections refer to.
 
     Returns:
-      ``Detections`` in file order (score ties are broken by file order, as
+      ``DetectionRows`` in file order (score ties are broken by file order, as
       pycocotools does). An empty list gives empty detections.
 
     Raises:
@@ -199,7 +198,7 @@ def load_voc_dets(source, gt):
       gt: VOC or records ``GroundTruth``.
 
     Returns:
-      ``Detections`` in file order. Raises ``InputError`` as
+      ``DetectionRows`` in file order. Raises ``InputError`` as
       ``load_coco_dets`` does.
     """
     category_index = {name: k for k, name in enumerate(gt.class_names)}
@@ -216,7 +215,7 @@ def _load_dets(source, gt, category_index, unknown_category):
     if not isinstance(data, list):
         raise InputError(src, f"expected a JSON list of detections, got {json_type_name(data)}")
     if not data:
-        return Detections.empty(src)
+        return DetectionRows.empty(src)
 
     def label(i):
         return f"[{i}]"
@@ -226,7 +225,7 @@ def _load_dets(source, gt, category_index, unknown_category):
                           src, label, "image_id", f"is not an image of the ground truth ({gt.source})")
     classes = _lookup(fields["category_id"], category_index, src, label, "category_id",
                       unknown_category)
-    return Detections(image_index, classes, fields["bbox"], fields["score"], src)
+    return DetectionRows(image_index, classes, fields["bbox"], fields["score"], src)
 
 
 def _check_sizes(boxes, src, label):

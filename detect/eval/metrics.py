@@ -15,7 +15,7 @@ def evaluate_coco(gt, dets):
 
     Args:
       gt: ``GroundTruth``.
-      dets: ``Detections`` over ``gt``'s images.
+      dets: ``DetectionRows`` over ``gt``'s images.
 
     Returns:
       ``CocoResult``.
@@ -37,7 +37,7 @@ def evaluate_voc(gt, dets, use_07_metric=False):
 
     Args:
       gt: ``GroundTruth`` (``ignore`` = difficult).
-      dets: ``Detections``.
+      dets: ``DetectionRows``.
       use_07_metric: VOC2007 11-point AP instead of the all-point area.
 
     Returns:

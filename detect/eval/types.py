@@ -51,8 +51,8 @@ class GroundTruth:
 
 
 @dataclass
-class Detections:
-    """Detections over the images of a ``GroundTruth``.
+class DetectionRows:
+    """Detections over the images of a ``GroundTruth``, one row per box (``detect.Detections`` is one image's).
 
     Attributes:
       image_index: [N] int32 index into the ground truth's ``image_ids``.

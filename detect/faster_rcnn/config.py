@@ -9,10 +9,11 @@ from typing import Optional, Tuple
 
 from detect.backbones import BACKBONES, backbone_levels
 from detect.config import FieldError, bounded, check_fields, one_of
+from detect.faster_rcnn.loss import LOSS_NORMALIZATIONS
+from detect.faster_rcnn.targets import DEFAULT_BOX_STDS
 
 TRAINING_SCHEDULES = ("alternating", "joint")
 ROI_OPS = ("roi_pool", "roi_align")
-LOSS_NORMALIZATIONS = ("code", "paper")  # detect.faster_rcnn.loss.LOSS_NORMALIZATIONS
 # The paper's 4-step schedule ran 80k, 40k, 80k, 40k iterations (VGG16, VOC).
 ALTERNATING_RATIO = (2, 1, 2, 1)
 # Layers frozen in pretrained backbones, as the original froze conv1-conv2 of VGG16.
@@ -110,7 +111,7 @@ class FasterRcnnConfig:
     roi_fg_iou: float = bounded(0.5, ge=0, le=1)
     roi_bg_iou_hi: float = bounded(0.5, ge=0, le=1)
     roi_bg_iou_lo: float = bounded(0.1, ge=0, le=1)
-    box_stds: Tuple[float, float, float, float] = bounded((0.1, 0.1, 0.2, 0.2), gt=0)
+    box_stds: Tuple[float, float, float, float] = bounded(DEFAULT_BOX_STDS, gt=0)
     roi_op: str = one_of("roi_pool", ROI_OPS)
     pool_size: int = bounded(7, ge=1)
     fc_width: int = bounded(4096, ge=1)

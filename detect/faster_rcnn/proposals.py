@@ -3,24 +3,9 @@
 import tensorflow as tf
 
 from detect.ops import PAD_INDEX, clip_boxes, decode_boxes, nms
+from detect.ops.gather import gather_or_fill
 
 _NEG_INF = float("-inf")
-
-
-def _gather_or(values, index, fill):
-    """``values[b, index[b, k]]``, or ``fill`` where the index is ``PAD_INDEX``.
-
-    Args:
-      values: [B, K, ...]; K may be 0.
-      index: [B, L] int32 into K, or ``PAD_INDEX``.
-      fill: scalar.
-
-    Returns:
-      [B, L, ...].
-    """
-    pad_shape = tf.concat([tf.shape(values)[:1], [1], tf.shape(values)[2:]], axis=0)
-    padded = tf.concat([values, tf.fill(pad_shape, tf.constant(fill, values.dtype))], axis=1)
-    return tf.gather(padded, tf.where(index == PAD_INDEX, tf.shape(values)[1], index), batch_dims=1)
 
 
 def generate_proposals(objectness, deltas, anchors, image_hw, pre_nms_top_n=6000, post_nms_top_n=300, nms_iou=0.7,
@@ -97,8 +82,8 @@ def generate_proposals(objectness, deltas, anchors, image_hw, pre_nms_top_n=6000
                               score_threshold=_NEG_INF)
     valid = kept != PAD_INDEX
     return {
-        "boxes": _gather_or(top_boxes, kept, 0.0),
-        "scores": tf.where(valid, tf.sigmoid(_gather_or(top_scores, kept, 0.0)), 0.0),
+        "boxes": gather_or_fill(top_boxes, kept, 0.0),
+        "scores": tf.where(valid, tf.sigmoid(gather_or_fill(top_scores, kept, 0.0)), 0.0),
         "valid": valid,
         "num_proposals": num_proposals,
     }

@@ -26,6 +26,7 @@ from detect.ops import (
     match,
     sample_balanced,
 )
+from detect.ops.gather import gather_or_fill
 
 # RoI label of background; object class c (0-based) is label c + 1.
 BACKGROUND = 0
@@ -50,23 +51,6 @@ def _sampled_mask(indices, size):
     counts = tf.scatter_nd(tf.stack([rows, cols], axis=-1), tf.ones_like(cols),
                            tf.stack([tf.shape(indices)[0], size + 1]))
     return counts[:, :size] > 0
-
-
-def _gather_or(values, index, fill):
-    """``values[b, index[b, i]]``, or ``fill`` where the index is negative.
-
-    Args:
-      values: [B, M, ...]; M may be 0.
-      index: [B, K] int32 into M, or negative.
-      fill: scalar.
-
-    Returns:
-      [B, K, ...].
-    """
-    # One extra row gives negative indices (and M == 0) something to read.
-    pad_shape = tf.concat([tf.shape(values)[:1], [1], tf.shape(values)[2:]], axis=0)
-    padded = tf.concat([values, tf.fill(pad_shape, tf.constant(fill, values.dtype))], axis=1)
-    return tf.gather(padded, tf.where(index >= 0, index, tf.shape(values)[1]), batch_dims=1)
 
 
 def _counted_gt(gt_boxes, gt_valid):
@@ -143,7 +127,7 @@ def rpn_targets(anchors, gt_boxes, gt_valid, image_hw, num_samples=256, positive
     positive = labels == POSITIVE
     # Non-positive anchors regress onto themselves (deltas exactly 0), so no
     # log(0) or 0/0 is ever evaluated.
-    target_boxes = tf.where(positive[..., None], _gather_or(gt_boxes, matched_gt, 0.0), anchors[None])
+    target_boxes = tf.where(positive[..., None], gather_or_fill(gt_boxes, matched_gt, 0.0), anchors[None])
     box_targets = tf.where(positive[..., None], encode_boxes(target_boxes, anchors[None]), 0.0)
     return {"labels": labels, "box_targets": box_targets, "matched_gt": matched_gt}
 
@@ -218,17 +202,17 @@ def proposal_targets(proposals, proposal_valid, gt_boxes, gt_classes, gt_valid, 
 
     sample = sample_balanced(sample_labels, num_samples, fg_fraction, seed)  # [B, S]
     roi_valid = sample != NO_SAMPLE
-    rois = _gather_or(candidates, sample, 0.0)
-    roi_fg = _gather_or(tf.cast(foreground, tf.int32), sample, 0) > 0
-    roi_gt = tf.where(roi_fg, _gather_or(matched_gt, sample, NO_MATCH), NO_MATCH)
-    labels = tf.where(roi_fg, _gather_or(gt_classes, roi_gt, 0) + 1, BACKGROUND)
+    rois = gather_or_fill(candidates, sample, 0.0)
+    roi_fg = gather_or_fill(tf.cast(foreground, tf.int32), sample, 0) > 0
+    roi_gt = tf.where(roi_fg, gather_or_fill(matched_gt, sample, NO_MATCH), NO_MATCH)
+    labels = tf.where(roi_fg, gather_or_fill(gt_classes, roi_gt, 0) + 1, BACKGROUND)
 
     # Other slots encode a unit box against itself (exactly 0, never 0/0).
     unit = tf.constant([0.0, 0.0, 1.0, 1.0])
     reference = tf.where(roi_fg[..., None], rois, unit)
-    target = tf.where(roi_fg[..., None], _gather_or(gt_boxes, roi_gt, 0.0), unit)
+    target = tf.where(roi_fg[..., None], gather_or_fill(gt_boxes, roi_gt, 0.0), unit)
     weights = tuple(1.0 / float(s) for s in box_stds)
     box_targets = tf.where(roi_fg[..., None], encode_boxes(target, reference, weights), 0.0)
-    matched_iou = _gather_or(best_iou, sample, 0.0)
+    matched_iou = gather_or_fill(best_iou, sample, 0.0)
     return {"rois": rois, "roi_valid": roi_valid, "labels": labels, "box_targets": box_targets,
             "matched_iou": matched_iou}
