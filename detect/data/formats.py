@@ -44,6 +44,8 @@ from detect.errors import InputError
 READ_FORMATS = ("voc", "coco", "yolo")
 CONFIG_FORMATS = ("voc", "coco", "yolo", "tfrecord", "shapes")
 WRITE_FORMATS = ("tfrecord", "coco")
+# data.format values stored as a VOC folder (the shapes generator writes VOC).
+VOC_LAYOUT_FORMATS = ("voc", "shapes")
 COCO_JSON_TEMPLATE = "annotations/instances_{split}.json"
 
 
@@ -132,7 +134,7 @@ def split_source(data_cfg, split):
     """
     _check_format(data_cfg)
     root = dataset_root(data_cfg)
-    if data_cfg.format in ("voc", "shapes"):
+    if data_cfg.format in VOC_LAYOUT_FORMATS:
         return root / SPLITS_DIR / f"{split}.txt"
     if data_cfg.format == "yolo":
         return root / YOLO_IMAGES_DIR / split
@@ -223,7 +225,7 @@ def _read_split(data_cfg, split, class_names, skipped):
     fmt, root = data_cfg.format, dataset_root(data_cfg)
     outside = data_cfg.allow_outside_root
     source = split_source(data_cfg, split)
-    if fmt in ("voc", "shapes"):
+    if fmt in VOC_LAYOUT_FORMATS:
         return read_voc(root, split, class_names=class_names, skip_unknown=data_cfg.skip_unknown,
                         allow_outside_root=outside, skipped=skipped)
     if fmt == "yolo":

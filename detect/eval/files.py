@@ -15,9 +15,14 @@ from detect.eval.metrics import evaluate_coco, evaluate_voc
 METRICS = ("coco", "voc07", "voc12")
 
 
-def default_metric(gt_path):
-    """``"voc12"`` for a VOC dataset folder, ``"coco"`` for a JSON file."""
-    return "voc12" if Path(gt_path).is_dir() else "coco"
+def default_metric(voc_layout):
+    """The metric ground truth is scored with unless one is asked for.
+
+    ``"voc12"`` for VOC-layout ground truth (a VOC dataset folder; the voc
+    and shapes data formats), ``"coco"`` for everything else (a JSON file;
+    COCO, YOLO-txt and TFRecord data).
+    """
+    return "voc12" if voc_layout else "coco"
 
 
 def load_files(gt_path, dets_path, split=None, class_names=None):
@@ -66,4 +71,4 @@ def evaluate(gt, dets, metric):
 def evaluate_files(gt_path, dets_path, metric=None, split=None, class_names=None):
     """``load_files`` then ``evaluate``; ``metric`` None picks ``default_metric``."""
     gt, dets = load_files(gt_path, dets_path, split=split, class_names=class_names)
-    return evaluate(gt, dets, metric or default_metric(gt_path))
+    return evaluate(gt, dets, metric or default_metric(Path(gt_path).is_dir()))

@@ -16,7 +16,7 @@ import re
 import warnings
 from pathlib import Path
 
-from detect.data.formats import split_source
+from detect.data.formats import VOC_LAYOUT_FORMATS, split_source
 from detect.errors import InputError
 from detect.outputs import write_text_atomic
 from detect.train.data import class_names_of, dataset_root, load_records, prepare_data
@@ -104,11 +104,6 @@ def split_name(data_cfg, split):
     return split
 
 
-def default_metric(data_cfg):
-    """``"voc12"`` for VOC-layout data (voc, shapes), ``"coco"`` for every other format."""
-    return "voc12" if data_cfg.format in ("voc", "shapes") else "coco"
-
-
 def predict_split(config_path, weights, split=None, overrides=(), task=None):
     """Runs a trained model over a split; detections in original-image pixels.
 
@@ -175,7 +170,7 @@ def score_results(config, split, class_names, records, results, metric=None, sav
       config, split, class_names, records, results: as ``predict_split`` returns them.
       metric, save_dets: see ``evaluate_split``.
     """
-    from detect.eval.files import evaluate
+    from detect.eval.files import default_metric, evaluate
     from detect.eval.loaders import (load_coco_dets, load_coco_gt, load_voc_dets, load_voc_gt,
                                      records_ground_truth)
 
@@ -185,7 +180,7 @@ def score_results(config, split, class_names, records, results, metric=None, sav
         category_id = dict(zip(gt.class_names, gt.category_ids))
         results = [dict(r, category_id=category_id[r["category_id"]]) for r in results]
         load_dets = load_coco_dets
-    elif data_cfg.format in ("voc", "shapes"):
+    elif data_cfg.format in VOC_LAYOUT_FORMATS:
         gt = load_voc_gt(dataset_root(data_cfg), split, class_names, skip_unknown=data_cfg.skip_unknown,
                          allow_outside_root=data_cfg.allow_outside_root)
         load_dets = load_voc_dets
@@ -195,4 +190,4 @@ def score_results(config, split, class_names, records, results, metric=None, sav
         load_dets = load_voc_dets
     if save_dets:
         write_text_atomic(save_dets, json.dumps(results))
-    return evaluate(gt, load_dets(results, gt), metric or default_metric(data_cfg))
+    return evaluate(gt, load_dets(results, gt), metric or default_metric(data_cfg.format in VOC_LAYOUT_FORMATS))
