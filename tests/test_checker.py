@@ -17,7 +17,7 @@ import pytest
 from detect.data.checker import (
     CORRUPT_IMAGE, DEGENERATE_BOX, DUPLICATE_ID, MALFORMED_ANNOTATION, MISSING_ANNOTATION,
     MISSING_IMAGE, OUT_OF_BOUNDS_BOX, SIZE_BUCKETS, SIZE_MISMATCH, SPLIT_OVERLAP, TINY_BOX,
-    TRUNCATED_IMAGE, UNKNOWN_CLASS, check_dataset, check_voc, format_report, report_to_json)
+    TRUNCATED_IMAGE, UNKNOWN_CLASS, check_dataset, check_voc, format_report)
 from detect.data.drawing import draw_boxes, write_examples
 from detect.errors import InputError
 from detect.outputs import MARKER
@@ -151,23 +151,25 @@ def test_unusable_input_raises(tmp_path, flawed):
 
 
 def test_config_yaml_data_section(tmp_path, flawed):
+    from detect.train.experiment import load_experiment  # the caller loads a config, as tools/check_dataset.py
+
     config = tmp_path / "exp.yaml"
     config.write_text(f"name: exp\ndata:\n  format: voc\n  root: {flawed}\n"
                       f"  train_split: train\n  val_split: val\n  classes: [cat, dog]\n")
-    report = check_dataset(config)
+    report = check_dataset(config, load_config=load_experiment)
     assert set(report.splits) == {"train", "val"} and report.class_names == CLASSES
     assert UNKNOWN_CLASS in report.problems_by_kind()
     assert str(config) in report.notes[0]
     # --set overrides, as tools/train.py applies them.
-    report = check_dataset(config, overrides=["data.val_split=test"])
+    report = check_dataset(config, overrides=["data.val_split=test"], load_config=load_experiment)
     assert set(report.splits) == {"train", "test"}
     # The config is loaded as training loads it: every key and value is checked.
     config.write_text("data:\n  format: pascal\n  root: .\n")
     with pytest.raises(InputError, match="data.format must be one of"):
-        check_dataset(config)
+        check_dataset(config, load_config=load_experiment)
     config.write_text(f"model:\n  name: yolo\ndata:\n  root: {flawed}\n")
     with pytest.raises(InputError, match="unknown key 'model.name'"):
-        check_dataset(config)
+        check_dataset(config, load_config=load_experiment)
 
 
 def test_truncated_jpeg_is_usable_not_corrupt_and_misnamed_png_is_a_note(tmp_path):
@@ -363,3 +365,16 @@ def test_bccd_cli_with_classes_and_json(tmp_path):
     data = json.loads(out_json.read_text())
     assert data["union"]["boxes_per_class"] == {"RBC": 4155, "WBC": 372, "Platelets": 361}
     assert list(data["problems"]) == [TINY_BOX] and len(data["problems"][TINY_BOX]) == 2
+
+
+def test_voc_root_without_split_files_checks_every_annotation(tmp_path):
+    # No ImageSets/Main: every annotation is checked as one split (this crashed before).
+    root = write_voc(tmp_path / "voc", {"a": [voc_object("dog", 11, 11, 40, 30)],
+                                        "b": [voc_object("cat", 10, 10, 10, 40)]}, {})
+    for image_id in ("a", "b"):
+        write_image(root / "JPEGImages" / f"{image_id}.jpg")
+    for split_file in (root / "ImageSets" / "Main").glob("*.txt"):
+        split_file.unlink()
+    report = check_voc(root, class_names=CLASSES)
+    assert [(p["kind"], Path(p["source"]).name) for p in problems_of(report)] == [(TINY_BOX, "b.xml")]
+    assert any("no split files" in note for note in report.notes)

@@ -61,7 +61,8 @@ def configs(tmp_path_factory):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_check_dataset_and_load_records_agree(configs, fmt):
-    report = check_dataset(configs[fmt])  # generates the shapes dataset on first use, as training does
+    # Generates the shapes dataset on first use, as training does.
+    report = check_dataset(configs[fmt], load_config=load_experiment)
     data_cfg = load_experiment(configs[fmt]).data
     class_names = class_names_of(data_cfg)
     assert list(class_names) == list(SHAPES_CLASSES)
@@ -90,7 +91,8 @@ def test_coco_class_list_must_be_the_categories(configs):
                                          r"triangle\) differ from the class list"):
         load_records(data_cfg, data_cfg.val_split, class_names_of(data_cfg))
     with pytest.raises(InputError, match="differ from the class list"):
-        check_dataset(configs["coco"], overrides=["data.classes=[square, circle, triangle]"])
+        check_dataset(configs["coco"], overrides=["data.classes=[square, circle, triangle]"],
+                      load_config=load_experiment)
 
 
 @pytest.mark.parametrize("names, expected", [
@@ -105,7 +107,8 @@ def test_one_default_voc_class_list(tmp_path, names, expected):
     data_cfg = load_experiment(config).data
     assert class_names_of(data_cfg) == expected  # training
     assert load_records(data_cfg, "val", expected)[0].class_names == tuple(expected)
-    assert list(check_dataset(config, decode_images=False).class_names) == expected  # tools/check_dataset.py
+    report = check_dataset(config, decode_images=False, load_config=load_experiment)  # tools/check_dataset.py
+    assert list(report.class_names) == expected
     assert list(check_dataset(root, decode_images=False).class_names) == expected
     assert load_voc_gt(root, "val").class_names == expected  # tools/eval.py --gt
     assert list(read_dataset("voc", root, "train")[0].class_names) == expected  # tools/convert.py

@@ -82,6 +82,14 @@ def parse_args(argv):
     return args
 
 
+def load_config(path, overrides):
+    """Loads a config YAML as ``tools/train.py`` does (every key checked, ``--set`` applied)."""
+    # Lazily: only a config needs training's config types (which build on the model's).
+    from detect.train.experiment import load_experiment
+
+    return load_experiment(path, overrides)
+
+
 def main(argv=None):
     args = parse_args(argv)
     class_names = args.classes
@@ -94,7 +102,8 @@ def main(argv=None):
                                 flag="--overwrite")
         report = check_dataset(args.dataset, splits=args.splits, class_names=class_names,
                                image_dir=args.images, decode_images=not args.no_decode,
-                               allow_outside_root=args.allow_outside_root, overrides=args.overrides)
+                               allow_outside_root=args.allow_outside_root, overrides=args.overrides,
+                               load_config=load_config)
     except InputError as error:
         print(error, file=sys.stderr)
         return EXIT_BAD_INPUT

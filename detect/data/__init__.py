@@ -3,7 +3,8 @@
 Importing this package does not import TensorFlow.
 """
 
-from detect.data.checker import DatasetReport, Problem, check_dataset
+from detect.data.checker.dataset import check_dataset
+from detect.data.checker.report import DatasetReport, Problem
 from detect.data.coco import read_coco, records_to_coco, write_coco
 from detect.data.formats import convert_dataset, read_dataset
 from detect.data.imagesize import image_size

@@ -86,7 +86,7 @@ def read_voc(root, split, class_names=None, skip_unknown=False, allow_outside_ro
     for image_id in read_split(root, split):
         xml_path = root / ANNOTATIONS_DIR / f"{image_id}.xml"
         try:
-            ann = _parse_annotation(xml_path)
+            ann = parse_voc_annotation(xml_path)
         except InputError as error:
             if skipped is None:
                 raise
@@ -169,7 +169,7 @@ def default_voc_classes(root=None, found=None):
         found = set()
         for path in sorted((Path(root) / ANNOTATIONS_DIR).glob("*.xml")):
             try:
-                found.update(obj["name"] for obj in _parse_annotation(path)["objects"])
+                found.update(obj["name"] for obj in parse_voc_annotation(path)["objects"])
             except InputError:
                 continue
     found = sorted(set(found))
@@ -200,7 +200,7 @@ def voc_class_names_in(root, split=None):
         paths = [root / ANNOTATIONS_DIR / f"{i}.xml" for i in read_split(root, split)]
     names = set()
     for path in paths:
-        names.update(obj["name"] for obj in _parse_annotation(path)["objects"])
+        names.update(obj["name"] for obj in parse_voc_annotation(path)["objects"])
     return sorted(names)
 
 
@@ -212,10 +212,7 @@ def read_split(root, split):
     """
     root = Path(root)
     _check_root(root)
-    path = root / SPLITS_DIR / f"{split}.txt"
-    if not path.is_file():
-        available = ", ".join(voc_splits(root)) or "none"
-        raise InputError(path, f"no such split file; available splits: {available}")
+    path = split_file(root, split)
     ids = []
     for line_no, image_id, earlier in split_entries(path):
         if earlier is not None:
@@ -223,6 +220,19 @@ def read_split(root, split):
             raise InputError(path, f"line {line_no}: image id {image_id!r} already listed on line {earlier}")
         ids.append(image_id)
     return ids
+
+
+def split_file(root, split):
+    """``root/ImageSets/Main/<split>.txt``, which must exist.
+
+    Raises:
+      InputError: no such file (the message lists the splits there are).
+    """
+    path = Path(root) / SPLITS_DIR / f"{split}.txt"
+    if not path.is_file():
+        available = ", ".join(voc_splits(root)) or "none"
+        raise InputError(path, f"no such split file; available splits: {available}")
+    return path
 
 
 def split_entries(path):
@@ -258,8 +268,28 @@ def _class_index(class_names, source):
     return index
 
 
-def _parse_annotation(path):
-    """Parses one VOC XML file into plain values, validating every field used."""
+def parse_voc_annotation(path):
+    """Parses and validates one VOC annotation file: the one VOC parser.
+
+    ``read_voc``, the class-list helpers and the dataset checker
+    (``detect.data.checker``) all read annotations through it, so they
+    accept and refuse the same files.
+
+    Args:
+      path: ``Annotations/<id>.xml`` (a ``Path``).
+
+    Returns:
+      dict: ``filename`` (``<filename>``; ``<id>.jpg`` when missing, ``.jpg``
+      added when it has no suffix), ``height`` and ``width`` (int, from
+      ``<size>``), ``objects``: list of dicts with ``name``, ``difficult``
+      (bool; a missing or empty ``<difficult>`` is False), ``corners``
+      (``(xmin, ymin, xmax, ymax)`` floats as written: pass them to
+      ``voc_box``) and ``where`` (``"object[i] (name)"``, for messages).
+
+    Raises:
+      InputError: naming the file (and object) for a missing file,
+        malformed XML, or a missing or non-numeric field.
+    """
     if not path.is_file():
         raise InputError(path, "annotation file not found")
     try:

@@ -110,9 +110,7 @@ def read_yolo(root, split, class_names=None, allow_outside_root=False, skipped=N
                 raise
             skipped.append(error)
             continue
-        scale = np.array([width, height, width, height], np.float64)
-        boxes = np.concatenate([cxcywh[:, :2] - cxcywh[:, 2:] / 2,
-                                cxcywh[:, :2] + cxcywh[:, 2:] / 2], axis=1) * scale
+        boxes = yolo_to_pixels(cxcywh, height, width)
         records.append(Record(
             image_id=image_id,
             height=height,
@@ -124,6 +122,20 @@ def read_yolo(root, split, class_names=None, allow_outside_root=False, skipped=N
             image_path=str(path),
         ))
     return sorted(records, key=lambda r: r.image_id)
+
+
+def yolo_to_pixels(boxes_cxcywh, height, width):
+    """YOLO's normalised centre and size to ``xyxy`` pixels of a ``height x width`` image.
+
+    Args:
+      boxes_cxcywh: [N, 4] normalised (cx, cy, w, h).
+
+    Returns:
+      [N, 4] float64 xyxy pixels, ``x1 = (cx - w / 2) * width``.
+    """
+    scale = np.array([width, height, width, height], np.float64)
+    return np.concatenate([boxes_cxcywh[:, :2] - boxes_cxcywh[:, 2:] / 2,
+                           boxes_cxcywh[:, :2] + boxes_cxcywh[:, 2:] / 2], axis=1) * scale
 
 
 def parse_yolo_labels(path, num_classes):
