@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from compile_check import assert_same_compiled
 from detect.ops import PAD_CLASS, PAD_INDEX, batched_nms, nms
-from detect.ops.nms import SEARCH_ALL, _band_sort, _band_start, _batched_nms, _float_keys, _key_floats
+from detect.ops.nms import SEARCH_ALL, _batched_nms
+from detect.ops.nms_banded import _band_sort, _band_start, _float_keys, _key_floats
 
 # The module (``detect.ops.nms`` is also the name of the function).
 NMS = importlib.import_module("detect.ops.nms")

@@ -22,7 +22,11 @@ from detect.ops.boxes import (
 from detect.ops.coco_map import coco_evaluate, coco_per_class_ap, coco_summarize
 from detect.ops.losses import smooth_l1
 from detect.ops.matching import IGNORE, NEGATIVE, NO_MATCH, POSITIVE, match
-from detect.ops.nms import PAD_CLASS, PAD_INDEX, batched_nms, nms, without_xla
+from detect.ops.nms import PAD_CLASS, batched_nms
+
+# After the module detect.ops.nms is loaded: the package's ``nms`` is the function.
+from detect.ops.nms_greedy import PAD_INDEX, nms
+from detect.ops.nms_xla import without_xla
 from detect.ops.roi import RoIAlign, RoIPool, roi_align, roi_pool
 from detect.ops.sampling import NO_SAMPLE, sample_balanced
 from detect.ops.voc_map import voc_evaluate

@@ -13,7 +13,7 @@ The protocol, as pycocotools implements it:
   without regular ground truth are undefined (-1) and left out of means.
 
 How it is made fast: a detection can only take a box it overlaps by IoU >=
-0.5, so only such pairs enter the sequential walk (``greedy_match``); all
+0.5, so only such pairs enter the sequential walk (``eval_matching``); all
 other detections are plain false positives. Accumulation needs precision
 only at true positives (the envelope's maxima sit there), so it runs on the
 few matched detections, with the false-positive counts read from dense
@@ -23,7 +23,7 @@ cumulative sums over all detections.
 import numpy as np
 import tensorflow as tf
 
-from detect.ops.greedy_match import RULE_COCO, match_groups
+from detect.ops.eval_matching import RULE_COCO, match_groups
 
 # Exactly pycocotools' Params values (np.linspace gives its float64 values).
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from detect.ops.coco_map import _overlapping_pairs
-from detect.ops.greedy_match import RULE_VOC, match_groups
+from detect.ops.eval_matching import RULE_VOC, match_groups
 
 IOU_THRESHOLD = 0.5
 # np.arange gives the devkit's exact float64 recall points.

@@ -1,4 +1,4 @@
-"""Greedy detection-to-ground-truth matching, as the official evaluators do it.
+"""Greedy detection-to-ground-truth matching for mAP, as the official evaluators do it.
 
 Both COCO and VOC walk an image's detections of one class by descending
 score and let each take one ground-truth box. The walk is sequential, but
@@ -6,7 +6,8 @@ only detections that overlap some ground truth enough can take anything, and
 those are few: callers pass just those "involved" detections and boxes,
 grouped per (image, class) and padded into dense blocks. The walk then runs
 over the detection axis, vectorised over groups, IoU thresholds and area
-ranges.
+ranges. (Matching anchors to ground truth for training targets is
+``detect.ops.matching``.)
 """
 
 import numpy as np
