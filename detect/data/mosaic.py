@@ -18,8 +18,8 @@ scale/translate part of YOLOv5's ``random_perspective`` with its border of
 which always holds the mosaic centre and so a part of all four images.
 
 Boxes move with their images and stay unclipped through placement and
-zoom; ``clip_boxes`` clips them once, to the final image, and drops a box
-when less than ``min_visibility`` of its area is inside or when it is
+zoom; ``clip_and_drop_labels`` clips them once, to the final image, and
+drops a box when less than ``min_visibility`` of its area is inside or when it is
 narrower or lower than ``min_box_size`` (the rule of
 ``AugmentConfig.min_visibility`` / ``min_box_size``, which albumentations
 applies). Visibility is thus judged against the whole object, not against
@@ -111,7 +111,7 @@ def place(images, labels, size, centre):
     return canvas, concat_labels(moved), offsets
 
 
-def clip_boxes(labels, height, width, min_visibility, min_box_size):
+def clip_and_drop_labels(labels, height, width, min_visibility, min_box_size):
     """Clips boxes to a ``height x width`` image and drops the ones too little inside or too small.
 
     A box stays when it has positive area, at least ``min_visibility`` of
@@ -135,7 +135,7 @@ def clip_boxes(labels, height, width, min_visibility, min_box_size):
 
 
 def mosaic(images, labels, size, centre, min_visibility=0.25, min_box_size=2.0):
-    """Four images on a ``2S x 2S`` canvas, boxes clipped to it and filtered (``clip_boxes``).
+    """Four images on a ``2S x 2S`` canvas, boxes clipped to it and filtered (``clip_and_drop_labels``).
 
     Args:
       images: four [h_k, w_k, 3] uint8 (sides <= ``size``), quadrant order.
@@ -147,7 +147,7 @@ def mosaic(images, labels, size, centre, min_visibility=0.25, min_box_size=2.0):
       (canvas [2S, 2S, 3] uint8, labels: boxes [M, 4] canvas pixels).
     """
     canvas, moved, _ = place(images, labels, size, centre)
-    return canvas, clip_boxes(moved, 2 * size, 2 * size, min_visibility, min_box_size)
+    return canvas, clip_and_drop_labels(moved, 2 * size, 2 * size, min_visibility, min_box_size)
 
 
 def zoom_to_size(image, boxes, size, zoom=1.0, shift=(0.0, 0.0)):
@@ -310,8 +310,8 @@ class GroupAugmenter:
                                        draw_centre(rng, self.size))
         zoom, shift = draw_zoom(rng, self.cfg, self.size)
         image, boxes, (zoom, oy, ox) = zoom_to_size(canvas, moved[0], self.size, zoom, shift)
-        kept = clip_boxes((boxes, moved[1], moved[2]), self.size, self.size, self.cfg.min_visibility,
-                          self.cfg.min_box_size)
+        kept = clip_and_drop_labels((boxes, moved[1], moved[2]), self.size, self.size,
+                                    self.cfg.min_visibility, self.cfg.min_box_size)
         image, boxes, classes, ignore = self._after_mosaic(image, *kept, int(rng.integers(2 ** 32)))
         top, left = offsets[own]
         return Output(image, (boxes, classes, ignore), (zoom, zoom), zoom * top + oy, zoom * left + ox, mosaic=True)

@@ -54,7 +54,7 @@ import numpy as np
 from detect.data.formats import read_dataset
 from detect.data.git_snapshot import GitSnapshot, SnapshotFiles
 from detect.data.imagesize import IMAGE_SUFFIXES, image_size
-from detect.data.mosaic import clip_boxes, empty_labels
+from detect.data.mosaic import clip_and_drop_labels, empty_labels
 from detect.data.proxy_source import SPLITS, load_source, read_split_files
 from detect.data.records import Record
 from detect.data.voc import ANNOTATIONS_DIR, IMAGES_DIR, SPLITS_DIR, voc_class_names_in
@@ -226,7 +226,7 @@ def item_record(source, files, item):
 
     The size is the image's own (``image_size``, from its header), never the annotation's. Boxes of a class
     ``class_map`` maps to null are left out; boxes with no area inside the image are dropped and counted
-    (``detect.data.mosaic.clip_boxes`` with no visibility or size limit).
+    (``detect.data.mosaic.clip_and_drop_labels`` with no visibility or size limit).
 
     Returns:
       ``(Record, dropped_boxes)``; ``Record.image_path`` is the output file name.
@@ -240,7 +240,7 @@ def item_record(source, files, item):
     mapped = np.array([k is not None for k in classes], bool)
     labels = empty_labels() if record is None else (
         record.boxes[mapped], np.array([k for k in classes if k is not None], np.int32), record.ignore[mapped])
-    boxes, kept_classes, ignore = clip_boxes(labels, height, width, min_visibility=0.0, min_box_size=0.0)
+    boxes, kept_classes, ignore = clip_and_drop_labels(labels, height, width, min_visibility=0.0, min_box_size=0.0)
     suffix = PurePosixPath(item.image).suffix.lower()
     result = Record(image_id=item.stem, height=height, width=width, boxes=boxes, classes=kept_classes,
                     ignore=ignore, class_names=source.classes, image_path=f"{item.stem}{suffix}")
