@@ -26,7 +26,8 @@ import yaml
 from detect import Detector
 from detect.data.shapes import SHAPES_CLASSES, make_shapes
 from detect.errors import InputError
-from detect.inference import tflite
+from detect.export import tflite
+from detect.inference.tflite_backend import meta_path
 from detect.outputs import MARKER, folder_kind
 
 REPO = Path(__file__).resolve().parents[1]
@@ -244,31 +245,31 @@ def tflite_model(det, tmp_path_factory):
 def test_tflite_replaces_existing_files_only_with_overwrite(det, tflite_model, tmp_path, monkeypatch):
     out = tmp_path / "m.tflite"
     shutil.copy(tflite_model, out)
-    shutil.copy(tflite.meta_path(tflite_model), tflite.meta_path(out))
+    shutil.copy(meta_path(tflite_model), meta_path(out))
     before = tree_digest(tmp_path)
     converted = []
     monkeypatch.setattr(tflite, "_convert", lambda *args: converted.append(1) or tflite_model.read_bytes())
     with pytest.raises(InputError, match=r"m.tflite: already exists; choose a new --out or pass --overwrite"):
         det.export(out, format="tflite")
-    tflite.meta_path(out).rename(tmp_path / "kept.json")
+    meta_path(out).rename(tmp_path / "kept.json")
     (tmp_path / "other.json").write_text("{}")  # a user's file where the JSON would go
     with pytest.raises(InputError, match=r"other.json: already exists"):
         det.export(tmp_path / "other.tflite", format="tflite")
-    (tmp_path / "kept.json").rename(tflite.meta_path(out))
+    (tmp_path / "kept.json").rename(meta_path(out))
     assert tree_digest(tmp_path) == {**before, "other.json": tree_digest(tmp_path)["other.json"]}
     assert converted == []  # refused before the conversion
 
     det.export(out, format="tflite", overwrite=True, score_threshold=0.5)
-    assert json.loads(tflite.meta_path(out).read_text())["score_threshold"] == 0.5
+    assert json.loads(meta_path(out).read_text())["score_threshold"] == 0.5
     assert converted == [1] and sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.tflite", "other.json"]
 
 
 def test_tflite_json_of_another_class_count_is_one_line(tflite_model, tmp_path):
     out = tmp_path / "m.tflite"
     shutil.copy(tflite_model, out)
-    meta = json.loads(tflite.meta_path(tflite_model).read_text())
+    meta = json.loads(meta_path(tflite_model).read_text())
     meta["class_names"].append("star")
-    tflite.meta_path(out).write_text(json.dumps(meta))
+    meta_path(out).write_text(json.dumps(meta))
     with pytest.raises(InputError, match=r"m.json: lists 4 classes, m.tflite holds 3"):
         Detector.load(out)
 
@@ -279,4 +280,4 @@ def test_int8_calibration_on_fewer_images_than_asked_says_so(det, tflite_model, 
     with caplog.at_level(logging.WARNING, logger="detect"):
         det.export(out, format="tflite", quantize="int8", calibration_images=100)
     assert f"int8 calibration on all {TRAIN_IMAGES} images of the training split" in caplog.text
-    assert json.loads(tflite.meta_path(out).read_text())["calibration_images"] == TRAIN_IMAGES
+    assert json.loads(meta_path(out).read_text())["calibration_images"] == TRAIN_IMAGES

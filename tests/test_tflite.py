@@ -1,4 +1,4 @@
-"""TFLite export (``detect.inference.tflite``, ``tools/export.py``) of a small trained YOLO.
+"""TFLite export (``detect.export.tflite``, ``tools/export.py``) of a small trained YOLO.
 
 A tiny YOLO is overfitted (as in test_yolo_overfit.py, 200 steps) on a few
 NON-SQUARE shapes images (128 x 96 crops, letterboxed to 128 with grey
@@ -25,7 +25,8 @@ from detect.data.shapes import SHAPES_CLASSES, render_shapes_image
 from detect.data.voc import read_voc
 from detect.data.voc_writer import write_voc
 from detect.errors import InputError
-from detect.inference.tflite import export_tflite, meta_path, model_ops
+from detect.export.tflite import export_tflite, model_ops
+from detect.inference.tflite_backend import meta_path
 from detect.yolo.loss import YoloLossConfig
 from detect.yolo.model import YoloConfig, YoloDetector
 from overfit import SMALL_ANCHORS, overfit

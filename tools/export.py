@@ -11,7 +11,7 @@ RUN_DIR is a ``tools/train.py`` run directory (its ``config.yaml`` and best
 weights). A SavedModel directory holds the whole detection graph (resize,
 model, NMS) and ``detect.json``; a ``.tflite`` file holds a YOLO network for
 the config's fixed letterboxed input size, with ``MODEL.json`` beside it
-(see ``detect/inference/tflite.py`` for its inputs and outputs). Both load
+(see ``detect/export/tflite.py`` for its inputs and outputs). Both load
 with ``Detector.load(OUT)``. ``--score/--iou/--max-det`` are the defaults the
 export records (a SavedModel's ``serving_default`` applies them).
 
@@ -102,7 +102,7 @@ def main(argv=None):
         detector, path = export(args)
         print(f"wrote {path}")
         if args.check:
-            from detect.inference.tflite import check_artifact
+            from detect.export.check import check_artifact
 
             print(format_check(check_artifact(detector, path, split=args.split), args.split))
     except InputError as error:

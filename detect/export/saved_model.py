@@ -1,4 +1,4 @@
-"""Exporting a ``Detector``: a SavedModel for TensorFlow Serving, TFLite for mobile.
+"""SavedModel export of a ``Detector``, for TensorFlow Serving.
 
 SavedModel (``format="saved_model"``), written with Keras 3's
 ``ExportArchive`` (``TFLiteConverter.from_keras_model`` is unreliable under
@@ -21,65 +21,19 @@ where it is served.
 ``detect.json`` beside ``saved_model.pb`` names the classes (in class-id
 order) and the export settings.
 
-What an export may write over (``detect.outputs``, the project's one rule):
-
-- A SavedModel folder is built in a temporary sibling and swapped in only
-  when complete, so a failed export leaves the previous one as it was. It
-  replaces an earlier export of ``tools/export.py`` (its ``MARKER`` of kind
-  ``saved_model``; exports made before markers existed count as foreign
-  once) or an empty folder; any other existing folder is refused unless
-  ``overwrite``.
-- A ``.tflite`` file and its ``.json`` are files: an existing one is
-  refused unless ``overwrite`` (a file carries no marker to tell an earlier
-  export from a user's file); both are written through temporaries and
-  renamed into place together at the end.
-- Never, ``overwrite`` or not, over what the detector was read from
-  (``Detector.inputs``: the run directory, its config and weights) or the
-  dataset's root, nor over a folder holding them.
-
-The thresholds are checked (``Detector.resolve_options``) and the output
-path claimed before any tracing or conversion, so a bad argument or
-an unwritable ``out`` costs nothing and writes nothing.
+What the export may write over, and which arguments are checked before any
+work: see ``detect.export``.
 """
 
 import json
 from pathlib import Path
 
 from detect.errors import InputError
+from detect.export.common import export_inputs
 
-FORMATS = ("saved_model", "tflite")
 # The folder kind and tool in a SavedModel's MARKER (detect.outputs).
 SAVED_MODEL_KIND = "saved_model"
 TOOL = "tools/export.py"
-
-
-def export(detector, out, format="saved_model", score_threshold=None, iou_threshold=None, max_detections=None,
-           overwrite=False, **kwargs):
-    """Writes ``detector`` as ``format`` to ``out``; returns the path written.
-
-    Raises:
-      InputError: an unknown format, a bad threshold, an ``out`` that may
-      not be written (see the module notes), or what the format's writer raises.
-    """
-    if format not in FORMATS:
-        raise InputError("format", f"unknown export format {format!r}; one of {', '.join(FORMATS)}")
-    if format == "saved_model":
-        return export_saved_model(detector, out, score_threshold, iou_threshold, max_detections,
-                                  overwrite=overwrite, **kwargs)
-    from detect.inference.tflite import export_tflite
-
-    return export_tflite(detector, out, score_threshold=score_threshold, iou_threshold=iou_threshold,
-                         max_detections=max_detections, overwrite=overwrite, **kwargs)
-
-
-def export_inputs(detector):
-    """What an export of ``detector`` must never write over: ``Detector.inputs`` and the dataset root."""
-    from detect.data.formats import dataset_root
-
-    inputs = list(detector.inputs)
-    if detector.config is not None and detector.config.data.root:
-        inputs.append(dataset_root(detector.config.data))
-    return inputs
 
 
 def export_saved_model(detector, out, score_threshold=None, iou_threshold=None, max_detections=None,
