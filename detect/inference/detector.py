@@ -101,7 +101,7 @@ class Detector:
         if path.is_dir() and (path / "saved_model.pb").exists():
             return cls(*_saved_model_backend(path), source=str(path), inputs=[path], **kwargs)
         if path.suffix == ".tflite":
-            from detect.inference.tflite import meta_path, tflite_backend
+            from detect.inference.tflite_backend import meta_path, tflite_backend
 
             return cls(*tflite_backend(path), source=str(path), inputs=[path, meta_path(path)], **kwargs)
         if path.is_dir():
@@ -361,19 +361,19 @@ class Detector:
         return score_results(config, split, self.class_names, records, results, metric, save_dets)
 
     def export(self, out, format="saved_model", overwrite=False, **kwargs):
-        """Writes the detector for serving or mobile; see ``detect.inference.export``.
+        """Writes the detector for serving or mobile; see ``detect.export``.
 
         Args:
           out: the SavedModel folder or ``.tflite`` file.
           format: ``saved_model`` or ``tflite``.
           overwrite: also replace a folder or file that is not an earlier
-            export (never one of ``inputs``); see ``detect.inference.export``.
+            export (never one of ``inputs``); see ``detect.export``.
           kwargs: the thresholds, and TFLite's options.
 
         Returns:
           the written path.
         """
-        from detect.inference import export
+        from detect import export
 
         return export.export(self, out, format=format, overwrite=overwrite, **kwargs)
 
