@@ -135,9 +135,9 @@ def test_one_pad_class():
             if any(isinstance(t, ast.Name) and t.id == "PAD_CLASS" for t in targets):
                 defined.append(path.relative_to(package.parent).as_posix())
     assert defined == ["detect/ops/nms.py"]
-    from detect.data import pipeline
+    from detect.data import batching
 
-    assert accumulator.PAD_CLASS is PAD_CLASS and pipeline.PAD_CLASS is PAD_CLASS
+    assert accumulator.PAD_CLASS is PAD_CLASS and batching.PAD_CLASS is PAD_CLASS
 
 
 def coco_with_segment_areas(seed, num_images=12):

@@ -14,8 +14,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from detect.models.base import TaskBase
+from detect.models.protocol import Stage
 from detect.train.config import TrainConfig
-from detect.train.engine import Stage, Trainer, summary_table, validation_spread
+from detect.train.engine import Trainer
+from detect.train.history import summary_table, validation_spread
 
 DECAY, TAU = 0.9, 3.0  # a short ramp, so the few steps of a test cross it
 
@@ -26,7 +29,7 @@ def ema_config(**overrides):
     return TrainConfig(**{**base, **overrides})
 
 
-class BnTask:
+class BnTask(TaskBase):
     """Dense -> batch norm -> Dense, regressing a target: fast, and with moving statistics to average."""
 
     def __init__(self):
@@ -37,7 +40,7 @@ class BnTask:
         self.model.set_weights([rng.normal(size=w.shape).astype(np.float32) if "moving_variance" not in w.path
                                 else np.ones(w.shape, np.float32) for w in self.model.weights])
 
-    def forward(self, batch, training=False):
+    def forward(self, batch, training=False, mode=None):
         return self.model(batch["image"], training=training)
 
     def losses(self, outputs, batch):

@@ -226,7 +226,7 @@ def test_paper_configs_build_and_train_one_step(name, tmp_path):
     stages.prepare_rpn(task)
     batch = _batch(classes=20)
     with tf.GradientTape() as tape:
-        losses = task.losses(task.forward(batch, training=True), batch)
+        losses = task.losses(task.forward(batch, training=True, mode=stages.RPN), batch)
     grads = tape.gradient(losses["loss"], task.model.trainable_variables)
     assert np.isfinite(float(losses["loss"])) and any(g is not None for g in grads)
 

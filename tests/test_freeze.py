@@ -17,6 +17,7 @@ import pytest
 import tensorflow as tf
 
 from detect.errors import InputError
+from detect.models.base import TaskBase
 from detect.train.config import TrainConfig
 from detect.train.engine import Trainer
 
@@ -28,7 +29,7 @@ class Killed(BaseException):
     """A simulated kill (not an ``Exception``, so nothing may swallow it)."""
 
 
-class PartsTask:
+class PartsTask(TaskBase):
     """backbone (nested: Dense 6 + BN) -> neck (Dense 5) -> head (Dense 4 -> Dense 2)."""
 
     def __init__(self):
@@ -48,7 +49,7 @@ class PartsTask:
         return {"backbone": [self.backbone],
                 "head": [self.model.get_layer("head_hidden"), self.model.get_layer("head_pred")]}
 
-    def forward(self, batch, training=False):
+    def forward(self, batch, training=False, mode=None):
         return self.model(batch["image"], training=training)
 
     def losses(self, outputs, batch):
@@ -145,7 +146,7 @@ def test_freeze_refusals():
     with pytest.raises(InputError, match="has its own stages"):
         Trainer(StagedTask(), config("backbone"), "/nonexistent", data, STEPS)
 
-    class NoParts:
+    class NoParts(TaskBase):
         def __init__(self):
             task = PartsTask()
             self.model, self.forward, self.losses = task.model, task.forward, task.losses

@@ -10,10 +10,11 @@ import pytest
 import tensorflow as tf
 
 from detect.data.augment import AugmentConfig
-from detect.data.pipeline import (PAD_CLASS, RESIZE_MODES, SkipCounter, build_dataset, distribute_dataset,
-                                  min_side_schedule, multiscale_schedule, pipeline_stats)
+from detect.data.bad_input import SkipCounter, pipeline_stats
+from detect.data.pipeline import RESIZE_MODES, build_dataset, distribute_dataset, min_side_schedule, multiscale_schedule
 from detect.data.records import Record
 from detect.data.transforms import unmap_boxes
+from detect.ops import PAD_CLASS
 from test_augment import COLOURS, GEOMETRIC, RECTS, check_boxes_match_pixels, rectangles_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -203,7 +204,7 @@ def test_truncated_jpeg_is_repaired_when_enough_decodes(tmp_path, caplog):
 
 
 def test_strict_refuses_a_repaired_image_and_input_errors_gives_one_line(tmp_path, records):
-    from detect.data.pipeline import input_errors
+    from detect.data.bad_input import input_errors
     from detect.errors import InputError
 
     data, _ = gradient_jpeg()

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from detect.models.base import TaskBase
 from detect.train.config import TrainConfig
 from detect.train.engine import Trainer
 
@@ -32,7 +33,7 @@ class Killed(BaseException):
     """The simulated kill (not an ``Exception``, so nothing may swallow it)."""
 
 
-class TinyTask:
+class TinyTask(TaskBase):
     """One dense layer regressing a target: traces and saves in milliseconds."""
 
     def __init__(self):
@@ -41,7 +42,7 @@ class TinyTask:
         rng = np.random.default_rng(0)  # the same start in every process
         self.model.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in self.model.weights])
 
-    def forward(self, batch, training=False):
+    def forward(self, batch, training=False, mode=None):
         return self.model(batch["image"], training=training)
 
     def losses(self, outputs, batch):

@@ -18,8 +18,10 @@ import tensorflow as tf
 from detect.data.shapes import make_shapes
 from detect.errors import InputError
 from detect.outputs import MARKER, FolderLock
+from detect.models.base import TaskBase
+from detect.models.protocol import Stage
 from detect.train.config import TrainConfig
-from detect.train.engine import Stage, Trainer
+from detect.train.engine import Trainer
 from detect.train.run import train_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,13 +141,13 @@ def test_two_trainings_into_one_folder_at_once_exactly_one_refuses(config, tmp_p
 
 # ---- the stage schedule on resume -----------------------------------------------------
 
-class TwoStageTask:
+class TwoStageTask(TaskBase):
     def __init__(self, epochs):
         inputs = keras.Input((4,))
         self.model = keras.Model(inputs, keras.layers.Dense(2, name="dense")(inputs))
         self.epochs = epochs
 
-    def forward(self, batch, training=False):
+    def forward(self, batch, training=False, mode=None):
         return self.model(batch["image"], training=training)
 
     def losses(self, outputs, batch):

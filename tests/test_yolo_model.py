@@ -48,7 +48,8 @@ def test_forward_and_training_step(backbone, version):
     after = [v.numpy() for v in detector.model.trainable_variables[-2:]]
     assert any(not np.array_equal(a, b) for a, b in zip(after, before))
     assert np.isfinite(float(losses["loss"]))
-    dets = detector.predict(batch["image"])
+    image_hw = np.array([[size, size]] * 2, np.int32)
+    dets = detector.postprocess(detector.forward({"image": batch["image"], "image_hw": image_hw}), image_hw)
     assert dets["boxes"].shape == (2, 100, 4)
 
 

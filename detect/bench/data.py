@@ -56,7 +56,8 @@ def bench_data(rounds, config_path=DATA_STEP_CONFIG, overrides=()):
 
     from detect.data import read_voc
     from detect.data.augment import AugmentConfig
-    from detect.data.pipeline import build_dataset, pipeline_stats
+    from detect.data.bad_input import pipeline_stats
+    from detect.data.pipeline import build_dataset
     from detect.data.tfrecord import write_tfrecords
 
     if not BCCD.is_dir():

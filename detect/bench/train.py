@@ -8,14 +8,15 @@ from pathlib import Path
 import numpy as np
 
 
-def _bare_step(task, optimizer, variables):
-    """A ``tf.function`` training step with nothing around it: forward, loss, gradients, update."""
+def _bare_step(task, optimizer, variables, mode=None):
+    """A ``tf.function`` training step with nothing around it: forward (in ``mode``, a stage's), loss,
+    gradients, update."""
     import tensorflow as tf
 
     @tf.function(reduce_retracing=True)
     def step(batch):
         with tf.GradientTape() as tape:
-            loss = task.losses(task.forward(batch, training=True), batch)["loss"]
+            loss = task.losses(task.forward(batch, training=True, mode=mode), batch)["loss"]
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
 
@@ -39,7 +40,7 @@ def _config_task_and_batches(config_path, overrides):
 
 def training_step_rate(config_path, overrides=(), steps=10, rounds=3):
     """(images/s of a config's bare training step on cached batches of its own pipeline, a label)."""
-    from detect.train.engine import build_optimizer
+    from detect.train.optimizer import build_optimizer
 
     config, task, iterator = _config_task_and_batches(config_path, overrides)
     batches = [next(iterator) for _ in range(steps)]
@@ -76,7 +77,8 @@ def bench_train(config_path, steps, overrides=(), rounds=5, stage=None):
     import tensorflow as tf
 
     from detect.errors import InputError
-    from detect.train.engine import Trainer, build_optimizer
+    from detect.train.engine import Trainer
+    from detect.train.optimizer import build_optimizer
 
     config, task, iterator = _config_task_and_batches(config_path, overrides)
     batch_size = config.train.batch_size
@@ -104,7 +106,7 @@ def bench_train(config_path, steps, overrides=(), rounds=5, stage=None):
     variables = trainer.variables
     bare_optimizer.build(variables)
 
-    bare_step = _bare_step(task, bare_optimizer, variables)
+    bare_step = _bare_step(task, bare_optimizer, variables, mode=timed.mode)
 
     def bare_round():
         for batch in batches:

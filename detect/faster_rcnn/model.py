@@ -29,20 +29,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from detect.backbones import backbone_levels, build_backbone, freeze_backbone
-from detect.data.pipeline import batch_image_hw
+from detect.backbones import backbone_levels, build_backbone
+from detect.data.batch import batch_image_hw
 from detect.faster_rcnn.config import FasterRcnnConfig
 from detect.faster_rcnn.loss import detector_loss, rpn_loss
 from detect.faster_rcnn.proposals import generate_proposals
+from detect.faster_rcnn.stages import DETECTOR, JOINT, MODES, OWN_DETECTOR, RPN, freeze_pretrained, training_stages
 from detect.faster_rcnn.targets import proposal_targets, rpn_targets
-from detect.ops import anchor_grid, batched_nms, clip_boxes, decode_boxes, generate_anchors, iou, roi_align, roi_pool
-
-# What a forward pass computes (``FasterRcnnDetector.mode``):
-RPN = "rpn"                    # the RPN alone (alternating steps 1 and 3)
-OWN_DETECTOR = "own_detector"  # the head on its own backbone, proposals from the frozen RPN (step 2)
-DETECTOR = "detector"          # the head on the shared backbone (step 4, and inference)
-JOINT = "joint"                # both heads, both losses (approximate joint training)
-MODES = (RPN, OWN_DETECTOR, DETECTOR, JOINT)
+from detect.models.base import TaskBase
+from detect.ops import anchor_grid, clip_boxes, decode_boxes, generate_anchors, iou, roi_align, roi_pool
 
 RPN_SIGMA = 3.0  # py-faster-rcnn's rpn_loss_bbox sigma (beta = 1/9)
 DETECTOR_SIGMA = 1.0
@@ -84,16 +79,8 @@ def _feature_extractor(config, input_shape, name):
     full = build_backbone(config.backbone, weights=config.backbone_weights, input_shape=input_shape)
     features = full.output[config.feature_level]
     model = keras.Model(full.input, features, name=name)
-    _freeze_pretrained(model, config)
+    freeze_pretrained(model, config)
     return model
-
-
-def _freeze_pretrained(backbone, config):
-    """Unfreezes ``backbone`` but for its first blocks when pretrained (conv1-conv2 of VGG16 in the original)."""
-    backbone.trainable = True
-    until = config.frozen_layer()
-    if until is not None:
-        freeze_backbone(backbone, until)
 
 
 def _rpn_head(channels, num_anchors, width):
@@ -138,13 +125,17 @@ def _random_seed():
     return tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
 
 
-class FasterRcnnDetector:
-    """The Faster R-CNN task of the engine (``detect.train.engine``).
+class FasterRcnnDetector(TaskBase):
+    """The Faster R-CNN task (``detect.models.protocol.Task``).
 
     Attributes:
       model: ``FasterRcnnModel``.
-      mode: what ``forward(training=True)`` computes, one of ``MODES``; the
-        alternating stages set it.
+      training_mode: what ``forward(training=True)`` computes without a
+        ``mode``: ``JOINT`` for joint training, else ``DETECTOR`` (the
+        engine passes each stage's own, ``detect.faster_rcnn.stages``).
+      inference_mode: what ``forward(training=False)`` computes without a
+        ``mode`` (``inference_key``): ``DETECTOR``, or ``OWN_DETECTOR`` while
+        the alternating step 2 validates its detector (its ``prepare`` sets it).
       base_anchors: [A, 4] anchors of the cell at (0, 0); stride: the level's.
     """
 
@@ -166,7 +157,8 @@ class FasterRcnnDetector:
         head(tf.zeros([1, config.pool_size, config.pool_size, channels]))
         if detector_backbone is not None:
             detector_backbone(probe)
-        self.mode = JOINT if config.training == "joint" else DETECTOR
+        self.training_mode = JOINT if config.training == "joint" else DETECTOR
+        self.inference_mode = DETECTOR
 
     # ---- parts ------------------------------------------------------------------------
     def backbones(self):
@@ -194,8 +186,8 @@ class FasterRcnnDetector:
         return self.model.head
 
     def inference_key(self):
-        """Which parts inference uses; compiled predict functions are cached per key."""
-        return OWN_DETECTOR if self.mode == OWN_DETECTOR else DETECTOR
+        """The mode inference runs in now (``inference_mode``); compiled predict functions are cached per key."""
+        return self.inference_mode
 
     # ---- forward ----------------------------------------------------------------------
     def anchors(self, features):
@@ -220,16 +212,21 @@ class FasterRcnnDetector:
                                   batch_image_hw(batch), pre_nms_top_n=pre, post_nms_top_n=post,
                                   nms_iou=cfg.rpn_nms_iou, min_size=cfg.rpn_min_size * _image_scale(batch))
 
-    def forward(self, batch, training=False):
-        """The batch-level forward pass (the engine's task protocol).
+    def forward(self, batch, training=False, mode=None):
+        """The batch-level forward pass (``detect.models.protocol``) in ``mode``, one of ``MODES``.
 
-        Returns a dict: in RPN and joint training ``rpn_objectness`` [B, N],
+        ``mode`` None: ``training_mode`` in training, else ``inference_key()``;
+        in inference ``RPN`` and ``JOINT`` compute the detector on the shared
+        backbone. Returns a dict: in RPN and joint training ``rpn_objectness`` [B, N],
         ``rpn_deltas`` [B, N, 4], ``anchors`` [N, 4]; with the detector,
         ``rois`` [B, R, 4], ``roi_valid`` [B, R], ``cls_logits`` [B, R, K + 1],
         ``box_deltas`` [B, R, 4K], and in training the sampled RoIs' targets
         ``roi_labels`` [B, R] and ``roi_box_targets`` [B, R, 4].
         """
-        mode = self.mode if training else self.inference_key()
+        if mode is None:
+            mode = self.training_mode if training else self.inference_key()
+        if mode not in MODES:
+            raise ValueError(f"unknown Faster R-CNN mode {mode!r}; one of {', '.join(MODES)}")
         cfg = self.config
         images = batch["image"]
         features = self.backbone(images, training=training)
@@ -303,26 +300,9 @@ class FasterRcnnDetector:
         scores = tf.where(outputs["roi_valid"][..., None], probs, 0.0)
         return boxes, scores
 
-    def postprocess(self, outputs, image_hw, score_threshold=None, iou_threshold=None, max_detections=None,
-                    class_mask=None):
-        """Per-class NMS of the decoded detections: ``batched_nms``'s padded dict, input pixels.
-
-        ``class_mask`` [C] (1 keep, 0 drop) restricts the classes before NMS.
-        """
-        cfg = self.config
-        boxes, scores = self.decode(outputs, image_hw)
-        if class_mask is not None:
-            scores = scores * tf.cast(class_mask, scores.dtype)
-        max_det = int(max_detections or cfg.max_detections)
-        return batched_nms(boxes, scores, max_output_size_per_class=max_det, max_total_size=max_det,
-                           iou_threshold=cfg.iou_threshold if iou_threshold is None else iou_threshold,
-                           score_threshold=cfg.score_threshold if score_threshold is None else score_threshold)
-
     # ---- stages -----------------------------------------------------------------------
     def stages(self, train_cfg, validation_data=None):
         """The engine stages of ``config.training`` (see ``detect.faster_rcnn.stages``)."""
-        from detect.faster_rcnn.stages import training_stages
-
         return training_stages(self, train_cfg, validation_data)
 
     def proposal_recall(self, dataset, thresholds=(0.5, 0.7)):

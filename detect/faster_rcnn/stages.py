@@ -27,10 +27,25 @@ checkpoint.
 trained, proposals as constants.
 """
 
-from detect.faster_rcnn.model import DETECTOR, JOINT, OWN_DETECTOR, RPN, _freeze_pretrained
-from detect.train.engine import Stage
+from detect.backbones import freeze_backbone
+from detect.models.protocol import Stage
+
+# What a forward pass computes (``FasterRcnnDetector.forward``'s ``mode``, each stage's ``Stage.mode``):
+RPN = "rpn"                    # the RPN alone (alternating steps 1 and 3)
+OWN_DETECTOR = "own_detector"  # the head on its own backbone, proposals from the frozen RPN (step 2)
+DETECTOR = "detector"          # the head on the shared backbone (step 4, and inference)
+JOINT = "joint"                # both heads, both losses (approximate joint training)
+MODES = (RPN, OWN_DETECTOR, DETECTOR, JOINT)
 
 STEP_NAMES = ("rpn", "detector", "rpn_shared", "detector_shared")
+
+
+def freeze_pretrained(backbone, config):
+    """Unfreezes ``backbone`` but for its first blocks when pretrained (conv1-conv2 of VGG16 in the original)."""
+    backbone.trainable = True
+    until = config.frozen_layer()
+    if until is not None:
+        freeze_backbone(backbone, until)
 
 
 def _set_trainable(task, backbone=False, rpn=False, head=False, detector_backbone=False):
@@ -39,7 +54,7 @@ def _set_trainable(task, backbone=False, rpn=False, head=False, detector_backbon
         if model is None:
             continue
         if train:
-            _freeze_pretrained(model, task.config)
+            freeze_pretrained(model, task.config)
         else:
             model.trainable = False
     task.rpn.trainable = rpn
@@ -52,29 +67,31 @@ def share_detector_backbone(task):
         shared.assign(own)
 
 
+# Each step's ``prepare`` sets what trains, and what inference (the step's validation) runs:
+# the detector of step 2 on its own backbone, else the shared one.
 def prepare_rpn(task):
-    task.mode = RPN
+    task.inference_mode = DETECTOR
     _set_trainable(task, backbone=True, rpn=True)
 
 
 def prepare_detector(task):
-    task.mode = OWN_DETECTOR
+    task.inference_mode = OWN_DETECTOR
     _set_trainable(task, head=True, detector_backbone=True)
 
 
 def prepare_rpn_shared(task):
     share_detector_backbone(task)
-    task.mode = RPN
+    task.inference_mode = DETECTOR
     _set_trainable(task, rpn=True)
 
 
 def prepare_detector_shared(task):
-    task.mode = DETECTOR
+    task.inference_mode = DETECTOR
     _set_trainable(task, head=True)
 
 
 def prepare_joint(task):
-    task.mode = JOINT
+    task.inference_mode = DETECTOR
     _set_trainable(task, backbone=True, rpn=True, head=True)
 
 
@@ -95,7 +112,7 @@ def training_stages(task, train_cfg, validation_data=None):
     """
     cfg = task.config
     if cfg.training == "joint":
-        return [Stage("joint", train_cfg.epochs, prepare=prepare_joint,
+        return [Stage("joint", train_cfg.epochs, mode=JOINT, prepare=prepare_joint,
                       trainable=_variables("backbone", "rpn", "head"))]
     epochs = cfg.alternating_epochs(train_cfg.epochs)
     rates = tuple(cfg.stage_learning_rates) or (None,) * len(STEP_NAMES)
@@ -105,12 +122,12 @@ def training_stages(task, train_cfg, validation_data=None):
 
     rpn_eval = dict(evaluate=recall, validate=validation_data is not None, select_best=False)
     return [
-        Stage(STEP_NAMES[0], epochs[0], prepare=prepare_rpn, trainable=_variables("backbone", "rpn"),
+        Stage(STEP_NAMES[0], epochs[0], mode=RPN, prepare=prepare_rpn, trainable=_variables("backbone", "rpn"),
               learning_rate=rates[0], **rpn_eval),
-        Stage(STEP_NAMES[1], epochs[1], prepare=prepare_detector, trainable=_variables("detector_backbone", "head"),
-              learning_rate=rates[1], select_best=False),
-        Stage(STEP_NAMES[2], epochs[2], prepare=prepare_rpn_shared, trainable=_variables("rpn"),
+        Stage(STEP_NAMES[1], epochs[1], mode=OWN_DETECTOR, prepare=prepare_detector,
+              trainable=_variables("detector_backbone", "head"), learning_rate=rates[1], select_best=False),
+        Stage(STEP_NAMES[2], epochs[2], mode=RPN, prepare=prepare_rpn_shared, trainable=_variables("rpn"),
               learning_rate=rates[2], **rpn_eval),
-        Stage(STEP_NAMES[3], epochs[3], prepare=prepare_detector_shared, trainable=_variables("head"),
-              learning_rate=rates[3], select_best=True),
+        Stage(STEP_NAMES[3], epochs[3], mode=DETECTOR, prepare=prepare_detector_shared,
+              trainable=_variables("head"), learning_rate=rates[3], select_best=True),
     ]

@@ -442,7 +442,7 @@ class _KerasBackend:
 
         from detect.inference.graph import detect_images
 
-        key = (self.task.inference_key() if hasattr(self.task, "inference_key") else None, max_detections)
+        key = (self.task.inference_key(), max_detections)
         with self._lock:
             fn = self._functions.get(key)
             if fn is None:

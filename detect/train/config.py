@@ -39,7 +39,7 @@ class TrainConfig:
       log_every: steps between TensorBoard scalars, >= 1.
       seed: seed of weights, data order and augmentation, in [0, 2**32 - 1].
       ema: validate and export an exponential moving average of the weights
-        (YOLOv5's ModelEMA; ``detect.train.engine``); off by default.
+        (YOLOv5's ModelEMA; ``detect.train.ema``); off by default.
       ema_decay: the EMA's decay after its warm-up ramp, in [0, 1).
       ema_tau: the ramp's time constant in steps, > 0: the decay after n
         steps is ``ema_decay * (1 - exp(-n / ema_tau))`` (YOLOv5: 2000;

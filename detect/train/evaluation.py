@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from detect.data.pipeline import batch_image_hw
+from detect.data.batch import batch_image_hw
 from detect.eval.accumulator import DetectionAccumulator
 
 
@@ -13,24 +13,25 @@ def make_predict_fn(task):
     ``image_hw`` [B, 2] int32: each image's valid extent in the padded batch,
     which a two-stage model needs to clip proposals; ``transform`` [B, 4]
     (optional): the resize transforms, whose scale sets the smallest
-    proposal. A task whose inference parts change between stages declares
-    ``inference_key()``; one compiled function is kept per key.
+    proposal. A task whose inference parts change between stages says so
+    by its ``inference_key()`` (``detect.models.protocol``); one compiled
+    function is kept per key, and runs ``forward`` in that mode.
     """
     # One trace per input shape, on purpose: decoding and batched_nms need the
     # static number of boxes, which a shape-relaxed trace (reduce_retracing) loses.
-    def compile_predict():
+    def compile_predict(key):
         @tf.function
         def predict(batch):
-            return task.postprocess(task.forward(batch, training=False), batch["image_hw"])
+            return task.postprocess(task.forward(batch, training=False, mode=key), batch["image_hw"])
 
         return predict
 
     compiled = {}
 
     def predict_fn(images, image_hw, transform=None):
-        key = task.inference_key() if hasattr(task, "inference_key") else None
+        key = task.inference_key()
         if key not in compiled:
-            compiled[key] = compile_predict()
+            compiled[key] = compile_predict(key)
         batch = {"image": images, "image_hw": image_hw}
         if transform is not None:
             batch["transform"] = transform
@@ -43,7 +44,7 @@ def predict_dataset(task, dataset, unmap_boxes, predict_fn=None):
     """Runs the detector over a dataset in original-image coordinates.
 
     Args:
-      task: has ``forward`` and ``postprocess`` (the engine's task protocol).
+      task: has ``forward`` and ``postprocess`` (``detect.models.protocol.Task``).
       dataset: batches with ``image``, ``image_id``, ``transform``,
         ``original_size`` and ``image_hw`` (see ``detect.data.pipeline``).
       unmap_boxes: ``(boxes [B, K, 4], transform [B, 4]) -> boxes`` back to

@@ -1,7 +1,7 @@
 """Freeze schedules for fine-tuning (``train.freeze``), as engine stages.
 
 A task that can be fine-tuned names its parts: ``task.parts()`` returns
-``{"backbone": [layers], "head": [layers]}``, top-level layers of
+``{"backbone": [layers], "head": [layers]}`` (None: it names none), top-level layers of
 ``task.model`` (a nested backbone model counts as one layer). The head is
 what turns the last features into predictions (YOLO: each level's last
 3 x 3 convolution and its 1 x 1 prediction convolution), the layers
@@ -23,7 +23,7 @@ inference mode: its moving statistics stay as they were loaded.
 """
 
 from detect.errors import InputError
-from detect.train.engine import Stage
+from detect.models.protocol import Stage
 
 PARTS = ("backbone", "head")
 
@@ -37,10 +37,10 @@ def freeze_stages(task, train_cfg):
     mode, epochs = train_cfg.freeze, train_cfg.epochs
     if mode == "none":
         return [Stage("train", epochs)]
-    if not hasattr(task, "parts"):
+    parts = task.parts()
+    if parts is None:
         raise InputError("train.freeze", f"{mode!r} needs a task that names its backbone and head; "
                                          f"{type(task).__name__} does not")
-    parts = task.parts()
     missing = [name for name in PARTS if not parts.get(name)]
     if missing:
         raise InputError("train.freeze", f"{type(task).__name__} has no {' or '.join(missing)} to freeze around")

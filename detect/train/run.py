@@ -7,7 +7,11 @@ import tensorflow as tf
 
 from detect.train.experiment import load_experiment
 from detect.train.data import class_names_of, load_records, prepare_data
-from detect.train.engine import Trainer, config_snapshot, is_chief, make_strategy, set_precision, summary_table
+from detect.train.distribute import is_chief, make_strategy
+from detect.train.engine import Trainer
+from detect.train.history import summary_table
+from detect.train.optimizer import set_precision
+from detect.train.snapshot import config_snapshot
 from detect.train.evaluation import evaluate_predictions, make_predict_fn, predict_dataset
 from detect.train.rundir import open_run_dir
 
@@ -30,7 +34,8 @@ def make_datasets(config, train_records, val_records, strategy, train_skipped=()
     (0-based ``epoch``) train without mosaic and mixup
     (``AugmentConfig.for_epoch``).
     """
-    from detect.data.pipeline import build_dataset, pipeline_stats
+    from detect.data.bad_input import pipeline_stats
+    from detect.data.pipeline import build_dataset
 
     data, train = config.data, config.train
 
@@ -104,7 +109,7 @@ def _train(config, run_dir, strategy, resume, progress):
         summary, _ = evaluate_predictions(predictions, val_records, class_names)
         return summary
 
-    from detect.data.pipeline import input_errors, pipeline_stats
+    from detect.data.bad_input import input_errors, pipeline_stats
 
     def epoch_report():
         # Skipped or repaired inputs of the epoch, then start counting afresh.

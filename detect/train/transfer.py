@@ -136,7 +136,7 @@ def load_matching(task, values, source, scopes=("",), skip_mismatch=False):
       InputError: a tensor outside the class-dependent layers does not fit
         (``skip_mismatch`` off); nothing is assigned then.
     """
-    class_dependent = set(getattr(task, "class_dependent_layers", lambda: [])())
+    class_dependent = set(task.class_dependent_layers())
     report = TransferReport(source)
     assignments, mismatches, used = [], [], set()
     for key, variable in variable_keys(task.model):
@@ -168,7 +168,7 @@ def load_matching(task, values, source, scopes=("",), skip_mismatch=False):
 
 
 def _backbones(task):
-    backbones = task.backbones() if hasattr(task, "backbones") else []
+    backbones = task.backbones()
     if not backbones:
         raise InputError("model.init_weights", f"{type(task).__name__} names no backbone to load weights into")
     return backbones

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from detect.backbones import BACKBONES, backbone_levels, build_backbone
 from detect.config import FieldError, bounded, check_fields, one_of
-from detect.ops import batched_nms
+from detect.models.base import TaskBase
 from detect.yolo.anchors import YOLOV2_ANCHORS, YOLOV3_ANCHORS
 from detect.yolo.loss import YoloLossConfig, decode_level, yolo_loss
 
@@ -200,8 +200,12 @@ def _as_list(outputs):
     return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
 
-class YoloDetector:
-    """A YOLO model with its anchors, strides, loss and decoding.
+class YoloDetector(TaskBase):
+    """A YOLO model with its anchors, strides, loss and decoding (``detect.models.protocol.Task``).
+
+    One mode, one stage: no ``stages`` of its own (the engine runs those of
+    ``train.freeze`` around ``parts``), a constant ``inference_key``;
+    ``postprocess`` is ``TaskBase``'s over ``decode``.
 
     Attributes:
       model: ``keras.Model`` from images [B, H, W, 3] in [0, 1] to a list of
@@ -279,16 +283,19 @@ class YoloDetector:
         """Names of the layers whose shapes follow the class count: the prediction convolutions."""
         return [layer.name for layer in self.model.layers if layer.name.endswith(PREDICTION_SUFFIX)]
 
-    def forward(self, batch, training=False):
-        """Raw outputs for a batch (only its ``image`` is used; see the engine's task protocol)."""
+    def forward(self, batch, training=False, mode=None):
+        """Raw outputs for a batch (only its ``image`` is used; one mode, so ``mode`` is ignored)."""
         return self.model(batch["image"], training=training)
 
     def losses(self, outputs, batch):
         """Loss parts (see ``yolo_loss``) of raw outputs on a batch."""
         return yolo_loss(_as_list(outputs), self.anchors, self.strides, batch, self.num_classes, self.config.loss)
 
-    def decode(self, outputs):
+    def decode(self, outputs, image_hw=None):
         """All predicted boxes and class scores.
+
+        ``image_hw`` is not used: letterboxed detections are clipped to the
+        original image after unmapping.
 
         Returns:
           boxes [B, N, 4] xyxy input pixels and scores [B, N, C] =
@@ -311,25 +318,3 @@ class YoloDetector:
             scores.append(tf.reshape(level_scores, [batch, count, self.num_classes]))
         return tf.concat(boxes, 1), tf.concat(scores, 1)
 
-    def postprocess(self, outputs, image_hw=None, score_threshold=None, iou_threshold=None, max_detections=None,
-                    class_mask=None):
-        """Decoding then per-class NMS: ``batched_nms``'s padded dict.
-
-        ``image_hw`` (the valid extents) is accepted for the task protocol
-        and not used: letterboxed detections are clipped to the original
-        image after unmapping. ``class_mask`` [C] (1 keep, 0 drop) restricts
-        the classes before NMS.
-        """
-        del image_hw
-        cfg = self.config
-        boxes, scores = self.decode(outputs)
-        if class_mask is not None:
-            scores = scores * tf.cast(class_mask, scores.dtype)
-        max_det = int(max_detections or cfg.max_detections)
-        return batched_nms(boxes, scores, max_output_size_per_class=max_det, max_total_size=max_det,
-                           iou_threshold=cfg.iou_threshold if iou_threshold is None else iou_threshold,
-                           score_threshold=cfg.score_threshold if score_threshold is None else score_threshold)
-
-    def predict(self, images, **kwargs):
-        """Images [B, H, W, 3] in [0, 1] (H, W multiples of 32) -> detections."""
-        return self.postprocess(self.model(images, training=False), **kwargs)

@@ -1,0 +1,175 @@
+"""The input pipeline's augment-and-resize step: decoded images in, network-size images out.
+
+Three ways, each giving the same element (image, boxes, ``transform``,
+``original_size``; see ``detect.data.pipeline`` for the batch they become):
+
+* ``image_augmenter``: per image, albumentations (``detect.data.augment``)
+  and the resize in one ``tf.numpy_function``; the image is first fitted to
+  the network size (``_fit``), so augmenting is cheaper.
+* ``mixed_images``: mosaic and mixup (``detect.data.mosaic``). Images are
+  fitted one by one, then cut into groups of ``MOSAIC_GROUP`` in stream
+  order; every member gives one output, whose partners come from its group.
+* ``graph_resizer``: augmentation off; the resize runs in the graph.
+
+Python callbacks go through ``detect.data.python_calls``.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from detect.data import transforms
+from detect.data.mosaic import GroupAugmenter
+from detect.data.python_calls import CALLS
+from detect.ops import PAD_CLASS
+
+AUTOTUNE = tf.data.AUTOTUNE
+# Images per mosaic group: an image's mosaic and mixup partners are drawn from its group.
+MOSAIC_GROUP = 8
+
+
+def _fit(image, boxes, geometry, min_side):
+    """Resizes (no padding) to the size the final resize would give; boxes follow."""
+    h, w = image.shape[:2]
+    if geometry["resize"] == "letterbox":
+        new_h, new_w, t = transforms.letterbox_geometry(h, w, geometry["image_size"])
+    else:
+        new_h, new_w, t = transforms.shortest_side_geometry(h, w, min_side, geometry["max_side"])
+    return transforms.resize_image(image, new_h, new_w), boxes * t[[1, 0, 1, 0]], t
+
+
+def image_augmenter(augmenter, geometry):
+    letterbox = geometry["resize"] == "letterbox"
+    out_shape = [geometry["image_size"], geometry["image_size"], 3] if letterbox else [None, None, 3]
+
+    def run(image, boxes, classes, ignore, seed, min_side):
+        # Augment at network resolution (cheaper), then letterbox / resize what the crop left.
+        image, boxes, t_fit = _fit(image, boxes, geometry, int(min_side))
+        image, boxes, classes, ignore = augmenter(image, boxes, classes, ignore, seed)
+        if letterbox:
+            image, boxes, t = transforms.letterbox(image, boxes, geometry["image_size"])
+        else:
+            image, boxes, t = transforms.resize_shortest_side(image, boxes, int(min_side), geometry["max_side"])
+        transform = np.array([t_fit[0] * t[0], t_fit[1] * t[1], t[2], t[3]], np.float32)
+        return image, boxes.astype(np.float32), classes, ignore, transform
+
+    def on_close(image, boxes, classes, ignore, seed, min_side):
+        # Exit has begun: nobody will read this; return the right types fast.
+        side = geometry["image_size"] if letterbox else 1
+        return (np.zeros((side, side, 3), np.uint8), boxes, classes, ignore, np.ones(4, np.float32))
+
+    wrapped = CALLS.wrap(run, on_close)
+
+    def step(x, seed):
+        min_side = x.get("min_side", tf.constant(geometry["min_side"], tf.int32))
+        image, boxes, classes, ignore, transform = tf.numpy_function(
+            wrapped, [x["image"], x["boxes"], x["classes"], x["ignore"], seed, min_side],
+            [tf.uint8, tf.float32, tf.int32, tf.bool, tf.float32], stateful=False)
+        image = tf.ensure_shape(image, out_shape)
+        return {"name": x["name"], "image_id": x["image_id"],
+                "image": image,  # uint8 until batched: a quarter of the bytes to copy
+                "boxes": tf.ensure_shape(boxes, [None, 4]), "classes": tf.ensure_shape(classes, [None]),
+                "ignore": tf.ensure_shape(ignore, [None]), "transform": tf.ensure_shape(transform, [4]),
+                "original_size": tf.shape(x["image"])[:2]}
+
+    return step
+
+
+def _fitter(geometry):
+    """Mosaic / mixup, first step: each image resized to fit ``image_size`` (no padding) with ``_fit``."""
+    def run(image, boxes):
+        fitted, boxes, t_fit = _fit(image, boxes, geometry, geometry["min_side"])
+        # Never hand back the input's own buffer (an image already at its fit size): tf.data owns it.
+        fitted = fitted.copy() if np.shares_memory(fitted, image) else fitted
+        return fitted, boxes.astype(np.float32), t_fit.astype(np.float32)
+
+    def on_close(image, boxes):
+        return np.zeros((1, 1, 3), np.uint8), np.array(boxes, np.float32), np.ones(4, np.float32)
+
+    wrapped = CALLS.wrap(run, on_close)
+
+    def step(x, seed):
+        image, boxes, t_fit = tf.numpy_function(wrapped, [x["image"], x["boxes"]],
+                                                [tf.uint8, tf.float32, tf.float32], stateful=False)
+        image = tf.ensure_shape(image, [None, None, 3])
+        return {"name": x["name"], "image_id": x["image_id"], "image": image, "hw": tf.shape(image)[:2],
+                "boxes": tf.ensure_shape(boxes, [None, 4]), "classes": x["classes"], "ignore": x["ignore"],
+                "num_boxes": tf.shape(x["classes"])[0], "fit": tf.ensure_shape(t_fit, [4]), "seed": seed,
+                "original_size": tf.shape(x["image"])[:2]}
+
+    return step
+
+
+def _group_augmenter(augmenter, size):
+    """Mosaic / mixup, second step: a padded group of fitted images -> as many augmented ``size`` squares."""
+    def run(images, hws, boxes, nums, classes, ignore, fits, seeds):
+        fitted = [images[k, :hws[k, 0], :hws[k, 1]] for k in range(len(seeds))]
+        labels = [(boxes[k, :nums[k]], classes[k, :nums[k]], ignore[k, :nums[k]]) for k in range(len(seeds))]
+        outs = augmenter(fitted, labels, seeds)
+        count = np.array([len(o.labels[1]) for o in outs], np.int32)
+        # At least one (padding) slot: a zero-size array handed back to tf.numpy_function
+        # crashed the process (seen at exit), so none is ever returned.
+        most = max(int(count.max(initial=0)), 1)
+        out_boxes = np.zeros((len(outs), most, 4), np.float32)
+        out_classes = np.full((len(outs), most), PAD_CLASS, np.int32)
+        out_ignore = np.zeros((len(outs), most), bool)
+        for k, o in enumerate(outs):
+            out_boxes[k, :count[k]], out_classes[k, :count[k]], out_ignore[k, :count[k]] = o.labels
+        # The own image's place: its fit, then the output's scale and offset (``detect.data.pipeline`` docstring).
+        transform = np.array([[f[0] * o.scale[0], f[1] * o.scale[1], o.pad_y, o.pad_x] for f, o in zip(fits, outs)],
+                             np.float32).reshape(-1, 4)
+        return (np.stack([o.image for o in outs]), out_boxes, out_classes, out_ignore, count, transform)
+
+    def on_close(images, hws, boxes, nums, classes, ignore, fits, seeds):
+        g = len(seeds)
+        return (np.zeros((g, size, size, 3), np.uint8), np.zeros((g, 1, 4), np.float32), np.zeros((g, 1), np.int32),
+                np.zeros((g, 1), bool), np.zeros(g, np.int32), np.ones((g, 4), np.float32))
+
+    wrapped = CALLS.wrap(run, on_close)
+
+    def step(g):
+        image, boxes, classes, ignore, count, transform = tf.numpy_function(
+            wrapped, [g["image"], g["hw"], g["boxes"], g["num_boxes"], g["classes"], g["ignore"], g["fit"], g["seed"]],
+            [tf.uint8, tf.float32, tf.int32, tf.bool, tf.int32, tf.float32], stateful=False)
+        return {"name": g["name"], "image_id": g["image_id"], "image": tf.ensure_shape(image, [None, size, size, 3]),
+                "boxes": tf.ensure_shape(boxes, [None, None, 4]), "classes": tf.ensure_shape(classes, [None, None]),
+                "ignore": tf.ensure_shape(ignore, [None, None]), "count": tf.ensure_shape(count, [None]),
+                "transform": tf.ensure_shape(transform, [None, 4]), "original_size": g["original_size"]}
+
+    return step
+
+
+def _cut_boxes(x):
+    n = x.pop("count")
+    return dict(x, boxes=x["boxes"][:n], classes=x["classes"][:n], ignore=x["ignore"][:n])
+
+
+def mixed_images(ds, augment, geometry, deterministic):
+    """Mosaic and mixup (``detect.data.mosaic``): (image, seed) elements in, augmented ``image_size`` squares out.
+
+    Images are fitted one by one, then gathered in groups of ``MOSAIC_GROUP``
+    in stream order (after the shuffle); each member gives one output, whose
+    mosaic partners and mixup partner come from its group. So the epoch keeps
+    its length, every image is decoded once, and the result depends only on
+    the seed (with ``deterministic``, which fixes the groups).
+    """
+    size = geometry["image_size"]
+    ds = ds.map(_fitter(geometry), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    ds = ds.padded_batch(MOSAIC_GROUP)
+    ds = ds.map(_group_augmenter(GroupAugmenter(augment, size), size), num_parallel_calls=AUTOTUNE,
+                deterministic=deterministic)
+    return ds.unbatch().map(_cut_boxes)
+
+
+def graph_resizer(geometry):
+    def step(x):
+        image = tf.cast(x["image"], tf.float32) * (1.0 / 255.0)
+        if geometry["resize"] == "letterbox":
+            out, transform = transforms.letterbox_tf(image, geometry["image_size"])
+        else:
+            out, transform = transforms.resize_shortest_side_tf(image, x.get("min_side", geometry["min_side"]),
+                                                                geometry["max_side"])
+        return {"name": x["name"], "image_id": x["image_id"], "image": out,
+                "boxes": transforms.map_boxes(x["boxes"], transform), "classes": x["classes"],
+                "ignore": x["ignore"], "transform": transform, "original_size": tf.shape(x["image"])[:2]}
+
+    return step
