@@ -11,8 +11,12 @@ __all__ = ["Detections", "Detector", "__version__"]
 
 def __getattr__(name):
     # ``from detect import Detector`` without importing TensorFlow at ``import detect``.
-    if name in ("Detector", "Detections"):
-        from detect import inference
+    if name == "Detector":
+        from detect.inference.detector import Detector
 
-        return getattr(inference, name)
+        return Detector
+    if name == "Detections":
+        from detect.inference.detections import Detections
+
+        return Detections
     raise AttributeError(f"module 'detect' has no attribute {name!r}")

@@ -99,6 +99,17 @@ def bounded(default, *, ge=None, gt=None, le=None, lt=None):
     return dataclasses.field(default=default, metadata={_RULE: _Range(ge, gt, le, lt)})
 
 
+# Compute precision, one vocabulary for training (``train.mixed_precision``)
+# and inference (``Detector.from_config(precision=)``): float32 is full
+# precision, the other two Keras' mixed policies (float32 variables).
+PRECISIONS = ("float32", "float16", "bfloat16")
+
+
+def keras_policy(precision):
+    """The Keras dtype policy name of a precision from ``PRECISIONS``."""
+    return "float32" if precision == "float32" else f"mixed_{precision}"
+
+
 def one_of(default, choices):
     """A dataclass field whose value must be one of ``choices``."""
     return dataclasses.field(default=default, metadata={_RULE: _Choices(tuple(choices))})

@@ -393,13 +393,14 @@ def test_a_tagged_union_picks_the_class_by_its_type_key():
 def test_model_type_selects_a_registered_task(tmp_path, monkeypatch):
     import detect.models as models
     from detect.train.experiment import load_experiment
-    from detect.yolo.model import YoloConfig, YoloDetector
+    from detect.yolo.config import YoloConfig
+    from detect.yolo.model import YoloTask
 
     path = tmp_path / "x.yaml"
     path.write_text("model:\n  type: yolo\n  backbone: tiny\n  head_width: 8\n")
     config = load_experiment(path)
     assert isinstance(config.model, YoloConfig)
-    assert isinstance(models.build_task(config.model, 3), YoloDetector)
+    assert isinstance(models.build_task(config.model, 3), YoloTask)
     # A yolo key under another type is refused, naming that type's keys.
     with pytest.raises(InputError, match=r"unknown key 'model.head_width'; valid keys of model: type, backbone, "):
         load_experiment(path, ["model.type=faster_rcnn"])
@@ -435,3 +436,19 @@ def test_shortest_side_size_divisor_must_fit_the_stride(tmp_path):
         load_experiment(path)
     assert load_experiment(path, ["data.size_divisor=64"]).data.size_divisor == 64
     assert load_experiment(path, ["data.resize=letterbox"]).data.size_divisor == 16  # unused there
+
+
+def test_one_precision_vocabulary_and_the_old_spelling_still_loads():
+    import keras
+
+    from detect.config import PRECISIONS, keras_policy
+    from detect.train.config import TrainConfig
+
+    assert TrainConfig().mixed_precision == "float32"
+    assert from_dict(TrainConfig, {"mixed_precision": "none"}).mixed_precision == "float32"
+    for precision in PRECISIONS:
+        assert from_dict(TrainConfig, {"mixed_precision": precision}).mixed_precision == precision
+        # Each name is a policy Keras knows: float32, mixed_float16, mixed_bfloat16.
+        assert keras.mixed_precision.Policy(keras_policy(precision)).compute_dtype == precision
+    with pytest.raises(InputError, match="mixed_precision must be one of 'float32', 'float16', 'bfloat16'"):
+        from_dict(TrainConfig, {"mixed_precision": "half"})

@@ -21,7 +21,7 @@ import pytest
 from detect.errors import InputError
 from detect.train.experiment import load_experiment
 from detect.yolo import darknet_weights as dw
-from detect.yolo.model import DarknetReorg, YoloDetector
+from detect.yolo.model import DarknetReorg, YoloTask
 
 ROOT = Path(__file__).resolve().parents[1]
 V3_CONFIG = ROOT / "configs" / "yolov3_coco.yaml"
@@ -210,7 +210,7 @@ def write_weights(path, layers, version=(0, 2, 0), seen=32013312):
 def v3_detector(classes=CLASSES):
     overrides = [f"data.classes=[{', '.join(classes)}]"] if classes else []
     config = load_experiment(V3_CONFIG, overrides)
-    return YoloDetector(len(config.data.classes), config.model), config
+    return YoloTask(len(config.data.classes), config.model), config
 
 
 @pytest.fixture(scope="module")
@@ -612,7 +612,7 @@ def test_full_yolov3_coco_file(tmp_path):
 
 def test_yolov2_coco_file(tmp_path):
     # configs/yolo_coco.yaml as shipped is yolov2.cfg: 80 classes, its anchors, Darknet's reorg (50M floats).
-    detector = YoloDetector(80, load_experiment(V2_CONFIG).model)
+    detector = YoloTask(80, load_experiment(V2_CONFIG).model)
     assert isinstance(detector.model.get_layer("reorg"), DarknetReorg)
     sections = yolov2_sections(80)
     layers = make_layers(cfg_convs(sections), keras_names_v2(), seed=4)

@@ -15,7 +15,7 @@ from detect.backbones import BACKBONES
 from detect.data.shapes import make_shapes
 from detect.faster_rcnn import stages
 from detect.faster_rcnn.config import FasterRcnnConfig
-from detect.faster_rcnn.model import FasterRcnnDetector
+from detect.faster_rcnn.model import FasterRcnnTask
 from detect.train.run import train_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,7 +195,7 @@ def _batch(size=64, classes=3):
 
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_one_training_step_on_every_backbone(backbone):
-    task = FasterRcnnDetector(3, FasterRcnnConfig(backbone=backbone, training="joint", anchor_scales=(1, 2, 4),
+    task = FasterRcnnTask(3, FasterRcnnConfig(backbone=backbone, training="joint", anchor_scales=(1, 2, 4),
                                                   **SMALL))
     stages.prepare_joint(task)
     variables = task.model.trainable_variables
@@ -235,7 +235,7 @@ def test_pretrained_first_blocks_stay_frozen_in_the_steps_that_train_a_backbone(
     # "auto" freezes conv1-conv2 of VGG16 (as the original) only when the backbone is pretrained.
     assert FasterRcnnConfig(backbone="vgg16", backbone_weights="imagenet").frozen_layer() == "block2_pool"
     assert FasterRcnnConfig(backbone="vgg16").frozen_layer() is None
-    task = FasterRcnnDetector(3, FasterRcnnConfig(backbone="tiny", freeze_until="tiny_s2_conv_leaky",
+    task = FasterRcnnTask(3, FasterRcnnConfig(backbone="tiny", freeze_until="tiny_s2_conv_leaky",
                                                   anchor_scales=(1, 2, 4), **SMALL))
 
     def frozen(model):

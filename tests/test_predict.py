@@ -16,7 +16,7 @@ from detect.data import make_shapes, read_yolo
 from detect.eval import CocoResult
 from detect.eval.accumulator import DetectionAccumulator
 from detect.eval.files import evaluate_files
-from detect.train.predict import evaluate_split
+from detect.eval.predict import evaluate_split
 
 NUM, SIZE = 10, 64  # 2 validation images
 STATS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
@@ -34,9 +34,9 @@ def tiny_run(tmp_path, fmt, **data):
     config.write_text("\n".join(lines) + "\n")
 
     from detect.train.experiment import load_experiment
-    from detect.train.run import build_task
+    from detect.models import build_task
 
-    task = build_task(load_experiment(config), 3)
+    task = build_task(load_experiment(config).model, 3)
     weights = tmp_path / f"{fmt}.weights.h5"
     task.model.save_weights(str(weights))
     return config, weights, root

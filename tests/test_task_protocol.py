@@ -18,7 +18,7 @@ from detect.faster_rcnn.config import FasterRcnnConfig
 from detect.models import TASKS, build_task
 from detect.models.protocol import Stage, Task, TaskConfig
 from detect.train.config import TrainConfig
-from detect.yolo.model import YoloConfig
+from detect.yolo.config import YoloConfig
 
 MAX_DETECTIONS = 7
 # A tiny config per registered type; a new registration must add one here.
@@ -63,6 +63,7 @@ def task(request):
     config = TINY[request.param]()
     assert isinstance(config, TaskConfig) and config.type == request.param
     assert isinstance(config.coarsest_stride(), int) and config.coarsest_stride() > 0
+    assert config.display_name() in ("YOLOv2", "YOLOv3", "Faster R-CNN")
     return build_task(config, 3)
 
 

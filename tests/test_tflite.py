@@ -28,7 +28,8 @@ from detect.errors import InputError
 from detect.export.tflite import export_tflite, model_ops
 from detect.inference.tflite_backend import meta_path
 from detect.yolo.loss import YoloLossConfig
-from detect.yolo.model import YoloConfig, YoloDetector
+from detect.yolo.config import YoloConfig
+from detect.yolo.model import YoloTask
 from overfit import SMALL_ANCHORS, overfit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +77,7 @@ def run_dir(tmp_path_factory):
     tf.keras.utils.set_random_seed(0)
     model_cfg = YoloConfig(version="v3", backbone="tiny", head_width=32, anchors=ANCHORS,
                            loss=YoloLossConfig(lambda_coord=1.0, lambda_noobj=1.0))
-    detector = YoloDetector(3, model_cfg)
+    detector = YoloTask(3, model_cfg)
     overfit(detector, batch)
 
     run = base / "run"

@@ -10,13 +10,14 @@ from detect.train.checkpoints import CheckpointStore, write_json_atomic
 from detect.train.config import TrainConfig
 from detect.train.engine import Trainer, TrainingDiverged
 from detect.train.schedule import WarmupSchedule
-from detect.yolo.model import YoloConfig, YoloDetector
+from detect.yolo.config import YoloConfig
+from detect.yolo.model import YoloTask
 
 ANCHORS = ((8, 8), (12, 16), (16, 12), (20, 24), (28, 20), (24, 32), (36, 36), (48, 40), (56, 56))
 
 
 def detector():
-    return YoloDetector(3, YoloConfig(version="v3", backbone="tiny", head_width=16, anchors=ANCHORS))
+    return YoloTask(3, YoloConfig(version="v3", backbone="tiny", head_width=16, anchors=ANCHORS))
 
 
 def make_data(images=16, batch=8):

@@ -6,7 +6,8 @@ import tensorflow as tf
 import keras
 
 from detect.backbones import BACKBONES, backbone_levels
-from detect.yolo.model import YoloConfig, YoloDetector
+from detect.yolo.config import YoloConfig
+from detect.yolo.model import YoloTask
 
 SMALL_ANCHORS = ((8, 8), (12, 16), (16, 12), (20, 24), (28, 20), (24, 32), (36, 36), (48, 40), (56, 56))
 
@@ -31,7 +32,7 @@ def batch_for(size):
 def test_forward_and_training_step(backbone, version):
     config = YoloConfig(version=version, backbone=backbone, head_width=32,
                         anchors=SMALL_ANCHORS if version == "v3" else SMALL_ANCHORS[:5])
-    detector = YoloDetector(3, config, input_shape=(None, None, 3))
+    detector = YoloTask(3, config, input_shape=(None, None, 3))
     size = 64
     outputs = detector.model(batch_for(size)["image"], training=False)
     outputs = outputs if isinstance(outputs, list) else [outputs]
@@ -55,11 +56,11 @@ def test_forward_and_training_step(backbone, version):
 
 def test_v3_needs_three_levels():
     with pytest.raises(ValueError, match="C3, C4, C5"):
-        YoloDetector(3, YoloConfig(version="v3", backbone="vgg16"))
+        YoloTask(3, YoloConfig(version="v3", backbone="vgg16"))
 
 
 def test_decoding_formula():
-    detector = YoloDetector(2, YoloConfig(version="v2", backbone="tiny", head_width=16,
+    detector = YoloTask(2, YoloConfig(version="v2", backbone="tiny", head_width=16,
                                           anchors=((10, 20), (30, 40))), input_shape=(64, 64, 3))
     raw = np.zeros((1, 2, 2, 2, 7), np.float32)
     raw[0, 1, 0, 1] = [0.5, -1.0, 0.2, -0.3, 2.0, 1.0, -1.0]  # cell y=1, x=0, anchor 1

@@ -14,7 +14,8 @@ from detect.data.transforms import unmap_boxes
 from detect.data.voc import read_voc
 from detect.train.evaluation import evaluate_predictions, predict_dataset
 from detect.yolo.loss import YoloLossConfig
-from detect.yolo.model import YoloConfig, YoloDetector
+from detect.yolo.config import YoloConfig
+from detect.yolo.model import YoloTask
 from overfit import SMALL_ANCHORS, overfit
 
 
@@ -27,7 +28,7 @@ def test_tiny_yolo_overfits_a_few_shapes_images(tmp_path):
     batch = next(iter(dataset))
 
     tf.keras.utils.set_random_seed(0)
-    detector = YoloDetector(3, YoloConfig(version="v3", backbone="tiny", head_width=32, anchors=SMALL_ANCHORS,
+    detector = YoloTask(3, YoloConfig(version="v3", backbone="tiny", head_width=32, anchors=SMALL_ANCHORS,
                                           loss=YoloLossConfig(lambda_coord=1.0, lambda_noobj=1.0)))
     first, last = overfit(detector, batch)
     assert last < 0.1 * first

@@ -105,7 +105,7 @@ def convert(weights, config_path, out, cfg=None, overrides=(), overwrite=False, 
     from detect.outputs import write_text_atomic
     from detect.train.checkpoints import save_weights_atomic
     from detect.train.snapshot import config_snapshot
-    from detect.yolo.model import YoloDetector
+    from detect.yolo.model import YoloTask
 
     config = load_experiment(config_path, overrides)
     if config.model.type != "yolo":
@@ -117,13 +117,13 @@ def convert(weights, config_path, out, cfg=None, overrides=(), overwrite=False, 
     num_classes = _num_classes(config, cfg, cfg_sections)
     data = read_darknet_file(weights)  # header and size errors before the (slow) model build
     if num_classes is None:
-        probe = YoloDetector(1, model_cfg)
+        probe = YoloTask(1, model_cfg)
         num_classes = classes_from_size(probe, len(data[1]))
         if num_classes is None:
             raise InputError(weights, f"{len(data[1])} floats fit no class count of YOLO{model_cfg.version} on "
                                       f"{model_cfg.backbone}: not weights for this network")
         del probe
-    detector = YoloDetector(num_classes, model_cfg)
+    detector = YoloTask(num_classes, model_cfg)
     report = load_darknet_weights(detector, weights, cfg=cfg, data=data, bn=bn)
     save_weights_atomic(detector.model, out)
     # The config beside the weights: Detector.load and model.init_weights need no other file.

@@ -280,7 +280,7 @@ def main(argv=None):
 def run(args):
     from tqdm import tqdm
 
-    from detect.inference import Detector
+    from detect.inference.detector import Detector
 
     try:
         detector = Detector.load(args.model, config=args.config, batch_size=args.batch)

@@ -95,7 +95,7 @@ def main(argv=None):
     try:
         check_outputs(args)
         if args.config is not None:
-            from detect.train.predict import evaluate_split
+            from detect.eval.predict import evaluate_split
 
             result = evaluate_split(args.config, args.weights, split=args.split, metric=args.metric,
                                     overrides=args.overrides, save_dets=args.save_dets)

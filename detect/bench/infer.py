@@ -38,7 +38,7 @@ def bench_infer(config_path, weights=None, repeats=7, overrides=(), precision="f
     """
     import tensorflow as tf
 
-    from detect.inference import Detector
+    from detect.inference.detector import Detector
     from detect.inference.graph import preprocess
     from detect.inference.images import read_image
     from detect.train.experiment import load_experiment
@@ -58,7 +58,7 @@ def bench_infer(config_path, weights=None, repeats=7, overrides=(), precision="f
     det = Detector.from_config(config, weights=weights, class_names=names, precision=precision)
     task = det._backend.task
     model = config.model
-    kind = f"YOLO{model.version}" if model.type == "yolo" else model.type
+    kind = model.display_name()
     size = (f"{config.data.image_size} px" if config.data.resize == "letterbox"
             else f"shortest side {config.data.min_side}, longest <= {config.data.max_side}")
     image = read_image(encoded)

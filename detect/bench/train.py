@@ -25,15 +25,16 @@ def _bare_step(task, optimizer, variables, mode=None):
 
 def _config_task_and_batches(config_path, overrides):
     """(config, its task, an endless iterator over its training pipeline's batches)."""
+    from detect.models import build_task
     from detect.train.data import class_names_of, load_records, prepare_data
     from detect.train.experiment import load_experiment
-    from detect.train.run import build_task, make_datasets
+    from detect.train.run import make_datasets
 
     config = load_experiment(config_path, overrides)
     prepare_data(config.data)
     names = class_names_of(config.data)
     records = load_records(config.data, config.data.train_split, names)
-    task = build_task(config, len(names))
+    task = build_task(config.model, len(names))
     train_data, _, _ = make_datasets(config, records, records, strategy=None)
     return config, task, iter(train_data(0).repeat())
 
@@ -83,7 +84,7 @@ def bench_train(config_path, steps, overrides=(), rounds=5, stage=None):
     config, task, iterator = _config_task_and_batches(config_path, overrides)
     batch_size = config.train.batch_size
     model = config.model
-    kind = f"YOLO{model.version}" if model.type == "yolo" else model.type
+    kind = model.display_name()
     size = (f"{config.data.image_size} px" if config.data.resize == "letterbox"
             else f"shortest side {config.data.min_side}, longest <= {config.data.max_side}")
     print(f"{config.name}: {kind} {model.backbone} at {size}, batch {batch_size}, "

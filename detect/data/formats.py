@@ -7,7 +7,7 @@ mean per format):
   or anything with its attributes): ``prepare_dataset``,
   ``config_class_names``, ``config_splits``, ``split_source`` and
   ``load_split``. Training (``detect.train.data``), evaluation from a config
-  (``detect.train.predict``), ``tools/check_dataset.py`` (through
+  (``detect.eval.predict``), ``tools/check_dataset.py`` (through
   ``detect.data.checker.check_config``) and ``tools/anchors.py`` all use
   these, so a config that trains also checks and evaluates.
 - From a path and a format name: ``read_dataset`` (``tools/convert.py``,

@@ -45,7 +45,7 @@ def check_artifact(detector, artifact_path, split="val", speed_images=50):
     from detect.inference.detector import Detector
     from detect.inference.images import read_image
     from detect.train.data import load_records, prepare_data
-    from detect.train.predict import split_name
+    from detect.train.data import split_name
 
     artifact = Detector.load(artifact_path)
     keras_map = map50(detector.evaluate(split=split))

@@ -61,7 +61,7 @@ def export_saved_model(detector, out, score_threshold=None, iou_threshold=None, 
     import tensorflow as tf
 
     from detect.config import to_dict
-    from detect.inference.detector import EXPORT_META
+    from detect.inference.backends import EXPORT_META
     from detect.inference.graph import detect_images
     from detect.ops import without_xla
     from detect.outputs import replaced_folder

@@ -29,7 +29,7 @@ Decoding in int8 is what costs accuracy (``exp`` of the size offsets and
 the product of two probabilities have no good int8 scale: on the shapes
 model, validation mAP@0.5 fell by 31 points with the decoding in the int8
 model, by 0.1 with the raw heads), so the host decodes them in float32 with
-``YoloDetector.decode``'s code and the JSON's anchors and strides. Boxes and scores are two outputs, not one
+``YoloTask.decode``'s code and the JSON's anchors and strides. Boxes and scores are two outputs, not one
 [1, N, 4 + C]: one per-tensor scale for both would round scores to 0.
 
 The host (``detect.inference.tflite_backend``) does the rest, as

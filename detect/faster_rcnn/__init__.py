@@ -1,6 +1,6 @@
 """Faster R-CNN: RPN, proposals, RoI pooling, the Fast R-CNN head, and the paper's training schedules.
 
 ``model.type: faster_rcnn`` in a config (``FasterRcnnConfig``); the task is
-``FasterRcnnDetector`` (``detect.faster_rcnn.model``), the schedules are in
+``FasterRcnnTask`` (``detect.faster_rcnn.model``), the schedules are in
 ``detect.faster_rcnn.stages``.
 """

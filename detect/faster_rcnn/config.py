@@ -153,6 +153,9 @@ class FasterRcnnConfig:
         """The one level's stride: input sides are padded to multiples of it."""
         return self.stride()
 
+    def display_name(self):
+        return "Faster R-CNN"
+
     def frozen_layer(self):
         """The last backbone layer to freeze, or None (see ``freeze_until``)."""
         if self.freeze_until == "auto":

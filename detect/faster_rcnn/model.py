@@ -60,7 +60,7 @@ class FasterRcnnModel(keras.Model):
       detector_backbone: step 2's own backbone (alternating only), else None.
 
     ``call`` runs the backbone and the RPN; the detector's forward pass is
-    ``FasterRcnnDetector.forward``.
+    ``FasterRcnnTask.forward``.
     """
 
     def __init__(self, backbone, rpn, head, detector_backbone=None, **kwargs):
@@ -125,7 +125,7 @@ def _random_seed():
     return tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
 
 
-class FasterRcnnDetector(TaskBase):
+class FasterRcnnTask(TaskBase):
     """The Faster R-CNN task (``detect.models.protocol.Task``).
 
     Attributes:

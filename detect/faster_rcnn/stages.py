@@ -30,7 +30,7 @@ trained, proposals as constants.
 from detect.backbones import freeze_backbone
 from detect.models.protocol import Stage
 
-# What a forward pass computes (``FasterRcnnDetector.forward``'s ``mode``, each stage's ``Stage.mode``):
+# What a forward pass computes (``FasterRcnnTask.forward``'s ``mode``, each stage's ``Stage.mode``):
 RPN = "rpn"                    # the RPN alone (alternating steps 1 and 3)
 OWN_DETECTOR = "own_detector"  # the head on its own backbone, proposals from the frozen RPN (step 2)
 DETECTOR = "detector"          # the head on the shared backbone (step 4, and inference)
@@ -105,7 +105,7 @@ def training_stages(task, train_cfg, validation_data=None):
     """The engine ``Stage`` list of ``task.config.training``.
 
     Args:
-      task: a ``FasterRcnnDetector``.
+      task: a ``FasterRcnnTask``.
       train_cfg: the ``train`` section (epochs, learning rate).
       validation_data: ``fn() -> dataset`` of validation batches for the RPN
         steps' proposal recall; None skips their validation.

@@ -1,6 +1,10 @@
-"""Detection for applications: ``Detector``, ``Detections``, export (SavedModel, TFLite)."""
+"""Running a trained detector: the ``Detector`` (``detector.py``), its results (``Detections``), the image and
+video readers and the runtimes it drives (Keras, SavedModel, TFLite).
+
+``Detector`` is imported from its module (or ``from detect import Detector``): it sits a layer above the rest of
+this package and above ``detect.export``, whose writers it calls (ARCHITECTURE.md).
+"""
 
 from detect.inference.detections import Detections
-from detect.inference.detector import DEFAULT_SCORE_THRESHOLD, Detector
 
-__all__ = ["DEFAULT_SCORE_THRESHOLD", "Detections", "Detector"]
+__all__ = ["Detections"]

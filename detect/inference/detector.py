@@ -23,27 +23,22 @@ file headers (``peek_size``), so 160 photos cost the memory of
 """
 
 import dataclasses
-import json
-import logging
 import numbers
-import threading
 from pathlib import Path
 
 import numpy as np
 
+from detect.config import PRECISIONS, keras_policy
 from detect.errors import InputError
+from detect.inference.backends import KerasBackend, saved_model_backend
 from detect.inference.detections import Detections
 from detect.inference.images import DEFAULT_MAX_PIXELS, describe, peek_size, read_image
 
-log = logging.getLogger("detect")
 
 # Applications want confident detections; evaluation (mAP) wants them all,
 # hence the configs' own score_threshold of 0.001.
 DEFAULT_SCORE_THRESHOLD = 0.25
 DEFAULT_BATCH_SIZE = 8
-# The file beside an exported SavedModel that names its classes and settings.
-EXPORT_META = "detect.json"
-PRECISIONS = ("float32", "bfloat16", "float16")
 
 
 class Detector:
@@ -99,7 +94,7 @@ class Detector:
         """
         path = Path(path)
         if path.is_dir() and (path / "saved_model.pb").exists():
-            return cls(*_saved_model_backend(path), source=str(path), inputs=[path], **kwargs)
+            return cls(*saved_model_backend(path), source=str(path), inputs=[path], **kwargs)
         if path.suffix == ".tflite":
             from detect.inference.tflite_backend import meta_path, tflite_backend
 
@@ -119,7 +114,7 @@ class Detector:
             if not config.is_file():
                 raise InputError(path, f"a weights file needs its config: Detector.load(weights, config=...), "
                                        f"or {config.name} beside it")
-        from detect.train.predict import resolve_weights
+        from detect.train.weights import resolve_weights
 
         return cls.from_config(config, weights=resolve_weights(path), inputs=[path], **kwargs)
 
@@ -157,19 +152,19 @@ class Detector:
         names = list(class_names) if class_names is not None else _config_class_names(config)
         previous = keras.mixed_precision.global_policy()
         # Layers take the policy in force when they are built; the global one is restored after.
-        keras.mixed_precision.set_global_policy("float32" if precision == "float32" else f"mixed_{precision}")
+        keras.mixed_precision.set_global_policy(keras_policy(precision))
         try:
             task = build_task(config.model, len(names), input_shape=(None, None, 3))
         finally:
             keras.mixed_precision.set_global_policy(previous)
         source = None
         if weights is not None:
-            from detect.train.predict import load_weights, resolve_weights
+            from detect.train.weights import load_weights, resolve_weights
 
             source = str(resolve_weights(weights))
             load_weights(task.model, source, len(names))
             inputs.append(Path(source))
-        return cls(_KerasBackend(task, config), names, config=config, source=source, inputs=inputs, **kwargs)
+        return cls(KerasBackend(task, config), names, config=config, source=source, inputs=inputs, **kwargs)
 
     # ---- prediction ---------------------------------------------------------------
     @property
@@ -328,7 +323,7 @@ class Detector:
         if self.config is None:
             raise InputError(self.source or "Detector", "evaluate() needs the experiment config")
         from detect.train.experiment import ExperimentConfig, load_experiment
-        from detect.train.predict import evaluate_split
+        from detect.eval.predict import evaluate_split
 
         config = self.config
         if isinstance(data, ExperimentConfig) or (data is not None and Path(data).is_file()):
@@ -344,8 +339,8 @@ class Detector:
         return self._evaluate_by_predict(config, split, metric, save_dets)
 
     def _evaluate_by_predict(self, config, split, metric, save_dets):
-        from detect.train.data import load_records, prepare_data
-        from detect.train.predict import score_results, split_name
+        from detect.eval.predict import score_results
+        from detect.train.data import load_records, prepare_data, split_name
 
         prepare_data(config.data)
         split = split_name(config.data, split)
@@ -419,114 +414,3 @@ def _config_class_names(config):
     except (InputError, OSError) as error:
         raise InputError("data.classes", f"the config does not list its classes and the dataset cannot "
                                          f"tell them ({error}); pass class_names=") from None
-
-
-# ---- backends -------------------------------------------------------------------------
-
-class _KerasBackend:
-    """The config's Keras model, run through one compiled function per (stage, max_detections)."""
-
-    def __init__(self, task, config):
-        self.task = task
-        self.config = config
-        model_cfg = config.model
-        self.iou_threshold = float(model_cfg.iou_threshold)
-        self.max_detections = int(model_cfg.max_detections)
-        self._functions = {}
-        self._lock = threading.Lock()
-        self.traces = 0  # how often a function was traced (tests: a stream never retraces)
-
-    def function(self, max_detections):
-        """The compiled ``(images, score, iou, class_mask) -> detections`` for a ``max_detections``."""
-        import tensorflow as tf
-
-        from detect.inference.graph import detect_images
-
-        key = (self.task.inference_key(), max_detections)
-        with self._lock:
-            fn = self._functions.get(key)
-            if fn is None:
-                def run(images, score_threshold, iou_threshold, class_mask):
-                    self.traces += 1
-                    if self.traces > 1:
-                        log.info("detect: tracing the detection graph again (%d traces)", self.traces)
-                    return detect_images(self.task, self.config.data, images, score_threshold, iou_threshold,
-                                         max_detections, class_mask)
-
-                num_classes = self.task.num_classes
-                fn = tf.function(run, input_signature=[
-                    tf.TensorSpec([None, None, None, 3], tf.uint8, name="images"),
-                    tf.TensorSpec([], tf.float32, name="score_threshold"),
-                    tf.TensorSpec([], tf.float32, name="iou_threshold"),
-                    tf.TensorSpec([num_classes], tf.float32, name="class_mask")])
-                self._functions[key] = fn
-        return fn
-
-    def run(self, images, score_threshold, iou_threshold, max_detections, class_mask):
-        out = self.function(max_detections)(images, np.float32(score_threshold), np.float32(iou_threshold),
-                                            class_mask)
-        return {k: v.numpy() for k, v in out.items()}
-
-
-class _SavedModelBackend:
-    """An exported SavedModel's ``detect`` endpoint (thresholds as inputs, ``max_detections`` fixed)."""
-
-    task = None
-
-    def __init__(self, path, meta, num_classes):
-        import tensorflow as tf
-
-        if not (path / "variables").is_dir():
-            raise InputError(path, "a SavedModel without its variables/ folder (an incomplete copy?); export "
-                                   "it again with tools/export.py")
-        try:
-            self.iou_threshold = float(meta["iou_threshold"])
-            self.max_detections = int(meta["max_detections"])
-        except (KeyError, TypeError, ValueError) as error:
-            raise InputError(path / EXPORT_META, f"not written by tools/export.py: a missing or bad iou_threshold "
-                                                 f"or max_detections ({error})") from None
-        try:
-            self.loaded = tf.saved_model.load(str(path))
-            detect = self.loaded.detect
-        except (OSError, ValueError, AttributeError, tf.errors.OpError) as error:
-            reason = " ".join(str(error).split())[:300]
-            raise InputError(path, f"cannot load this SavedModel (not a complete export of tools/export.py: "
-                                   f"{reason})") from None
-        # detect(images, score_threshold, iou_threshold, class_mask [C])
-        model_classes = detect.input_signature[3].shape[0] if detect.input_signature else None
-        if model_classes is not None and model_classes != num_classes:
-            raise InputError(path / EXPORT_META, f"lists {num_classes} classes, the SavedModel holds "
-                                                 f"{model_classes}; the JSON belongs to another export")
-
-    def run(self, images, score_threshold, iou_threshold, max_detections, class_mask):
-        if max_detections > self.max_detections:
-            raise InputError("max_detections", f"{max_detections}: this SavedModel was exported with "
-                                               f"max_detections={self.max_detections}")
-        out = self.loaded.detect(images, np.float32(score_threshold), np.float32(iou_threshold), class_mask)
-        out = {k: v.numpy() for k, v in out.items()}
-        if max_detections < self.max_detections:
-            out = dict(out, boxes=out["boxes"][:, :max_detections], scores=out["scores"][:, :max_detections],
-                       classes=out["classes"][:, :max_detections],
-                       num_detections=np.minimum(out["num_detections"], max_detections))
-        return out
-
-
-def read_export_meta(meta_path):
-    """(meta dict, class names, ``ExperimentConfig`` or None) of an exported artifact's JSON."""
-    try:
-        meta = json.loads(Path(meta_path).read_text())
-        class_names = list(meta["class_names"])
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise InputError(meta_path, f"not written by tools/export.py ({error})") from None
-    config = None
-    if meta.get("config"):
-        from detect.config import from_dict
-        from detect.train.experiment import ExperimentConfig
-
-        config = from_dict(ExperimentConfig, meta["config"], source=str(meta_path))
-    return meta, class_names, config
-
-
-def _saved_model_backend(path):
-    meta, class_names, config = read_export_meta(path / EXPORT_META)
-    return _SavedModelBackend(path, meta, len(class_names)), class_names, config

@@ -79,19 +79,19 @@ class _Letterbox:
 
 
 def host_decode(raw, anchors, strides, model_cfg, num_classes):
-    """Boxes (input pixels) and scores of raw YOLO head outputs: ``YoloDetector.decode``, without the model.
+    """Boxes (input pixels) and scores of raw YOLO head outputs: ``YoloTask.decode``, without the model.
 
     Args:
       raw: list over levels of [B, H_l, W_l, A_l, 5 + C] float32.
       anchors: list over levels of [A_l, 2] pixels; strides: list of ints.
       model_cfg: the ``YoloConfig`` (its class loss picks softmax or sigmoid).
     """
-    from detect.yolo.model import YoloDetector
+    from detect.yolo.model import YoloTask
 
     # decode reads only these attributes; calling it keeps a single copy of the decoding.
     shim = types.SimpleNamespace(anchors=[np.asarray(a, np.float32) for a in anchors], strides=list(strides),
                                  config=model_cfg, num_classes=int(num_classes))
-    return YoloDetector.decode(shim, list(raw))
+    return YoloTask.decode(shim, list(raw))
 
 
 class _Postprocess:
@@ -253,7 +253,7 @@ def _dequantise(values, detail):
 
 def tflite_backend(path):
     """(backend, class names, ``ExperimentConfig``) of a ``.tflite`` export, for ``Detector.load``."""
-    from detect.inference.detector import read_export_meta
+    from detect.inference.backends import read_export_meta
 
     path = Path(path)
     if not path.is_file():

@@ -142,6 +142,9 @@ class TaskConfig(Protocol):
     def coarsest_stride(self) -> int:
         """Pixels per cell of the coarsest level the model uses; input sides must be multiples of it."""
 
+    def display_name(self) -> str:
+        """The family as messages and benchmarks name it ("YOLOv3", "Faster R-CNN")."""
+
 
 @runtime_checkable
 class Task(Protocol):

@@ -16,13 +16,14 @@ from typing import Union
 
 from detect.errors import InputError
 from detect.faster_rcnn.config import FasterRcnnConfig
-from detect.faster_rcnn.model import FasterRcnnDetector
-from detect.yolo.model import YoloConfig, YoloDetector
+from detect.faster_rcnn.model import FasterRcnnTask
+from detect.yolo.config import YoloConfig
+from detect.yolo.model import YoloTask
 
 # model.type -> (config class, task class)
 TASKS = {
-    "yolo": (YoloConfig, YoloDetector),
-    "faster_rcnn": (FasterRcnnConfig, FasterRcnnDetector),
+    "yolo": (YoloConfig, YoloTask),
+    "faster_rcnn": (FasterRcnnConfig, FasterRcnnTask),
 }
 
 # The ``model:`` section's type: a tagged union once a second family registers

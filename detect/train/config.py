@@ -3,11 +3,12 @@
 from dataclasses import dataclass
 from typing import Tuple
 
-from detect.config import FieldError, bounded, check_fields, one_of
+from detect.config import PRECISIONS, FieldError, bounded, check_fields, one_of
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step")
-PRECISIONS = ("none", "float16", "bfloat16")
+# The old spelling of float32 in train.mixed_precision, still read.
+LEGACY_FULL_PRECISION = "none"
 STRATEGIES = ("default", "mirrored", "multi_worker")
 MAX_SEED = 2**32 - 1  # NumPy's seed range, which Keras' set_random_seed uses too
 # What a single-stage training freezes (``detect.train.freeze``).
@@ -32,7 +33,8 @@ class TrainConfig:
         "step" (x ``step_factor``, in (0, 1], at each epoch in
         ``step_epochs``, each >= 1).
       clip_norm: global gradient-norm clipping, >= 0 (0 = off).
-      mixed_precision: "none", "float16" (GPU) or "bfloat16" (CPU).
+      mixed_precision: "float32" (none), "float16" (GPU) or "bfloat16" (CPU)
+        (``detect.config.PRECISIONS``); "none" still reads as "float32".
       distribute: "default" (one device), "mirrored" (the GPUs of one
         machine) or "multi_worker" (machines described by TF_CONFIG).
       eval_every: epochs between validation passes (the last epoch always), >= 1.
@@ -71,7 +73,7 @@ class TrainConfig:
     step_epochs: Tuple[int, ...] = bounded((), ge=1)
     step_factor: float = bounded(0.1, gt=0, le=1)
     clip_norm: float = bounded(10.0, ge=0)
-    mixed_precision: str = one_of("none", PRECISIONS)
+    mixed_precision: str = one_of("float32", PRECISIONS + (LEGACY_FULL_PRECISION,))
     distribute: str = one_of("default", STRATEGIES)
     eval_every: int = bounded(1, ge=1)
     log_every: int = bounded(20, ge=1)
@@ -85,6 +87,8 @@ class TrainConfig:
 
     def __post_init__(self):
         check_fields(self)
+        if self.mixed_precision == LEGACY_FULL_PRECISION:
+            object.__setattr__(self, "mixed_precision", "float32")
         if self.freeze == "head_then_all" and not 1 <= self.freeze_epochs < self.epochs:
             raise FieldError("freeze_epochs", f"must be in [1, epochs - 1] = [1, {self.epochs - 1}] for freeze "
                                               f"head_then_all, got {self.freeze_epochs}")

@@ -36,3 +36,14 @@ def load_records(data_cfg, split, class_names, skipped=None):
       InputError: see ``detect.data.formats.load_split``.
     """
     return formats.load_split(data_cfg, split, class_names, skipped)
+
+
+def split_name(data_cfg, split):
+    """``val`` / ``test`` / ``train`` name the config's splits; anything else is literal."""
+    if split is None or split == "val":
+        return data_cfg.val_split
+    if split == "test":
+        return data_cfg.test_split or split
+    if split == "train":
+        return data_cfg.train_split
+    return split

@@ -142,12 +142,9 @@ class ExperimentConfig:
         sizes += [(f"data.multiscale_sizes[{i}]", size) for i, size in enumerate(self.data.multiscale_sizes)]
         for key, size in sizes:
             if size % stride:
-                raise FieldError(key, f"{size} is not a multiple of {stride}, the stride of {_model_name(self.model)}'s "
-                                      f"coarsest level on backbone {self.model.backbone!r}")
-
-
-def _model_name(model):
-    return f"YOLO{model.version}" if model.type == "yolo" else {"faster_rcnn": "Faster R-CNN"}.get(model.type, model.type)
+                raise FieldError(key, f"{size} is not a multiple of {stride}, the stride of "
+                                      f"{self.model.display_name()}'s coarsest level on backbone "
+                                      f"{self.model.backbone!r}")
 
 
 def load_experiment(path, overrides=()):

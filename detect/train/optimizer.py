@@ -2,6 +2,7 @@
 
 import keras
 
+from detect.config import keras_policy
 from detect.train.schedule import WarmupSchedule
 
 
@@ -28,5 +29,4 @@ def build_optimizer(train_cfg, steps_per_epoch, total_epochs):
 
 def set_precision(mode):
     """Global Keras dtype policy for ``train.mixed_precision`` (before building models)."""
-    policy = {"none": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}[mode]
-    keras.mixed_precision.set_global_policy(policy)
+    keras.mixed_precision.set_global_policy(keras_policy(mode))

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from detect.models import build_task
 from detect.train.experiment import load_experiment
 from detect.train.data import class_names_of, load_records, prepare_data
 from detect.train.distribute import is_chief, make_strategy
@@ -14,13 +15,6 @@ from detect.train.optimizer import set_precision
 from detect.train.snapshot import config_snapshot
 from detect.train.evaluation import evaluate_predictions, make_predict_fn, predict_dataset
 from detect.train.rundir import open_run_dir
-
-
-def build_task(config, num_classes):
-    """The detector a config's ``model`` section describes (``detect.models`` registry)."""
-    from detect.models import build_task as build_registered
-
-    return build_registered(config.model, num_classes, input_shape=(None, None, 3))
 
 
 def make_datasets(config, train_records, val_records, strategy, train_skipped=()):
@@ -90,7 +84,7 @@ def _train(config, run_dir, strategy, resume, progress):
         for error in skipped or ():
             print(f"warning: {split} image skipped, broken annotation: {error}", flush=True)
     with strategy.scope():
-        task = build_task(config, len(class_names))
+        task = build_task(config.model, len(class_names))
     snapshot = config_snapshot(config)
     if config.model.init_weights:
         from detect.train.transfer import IMAGENET, init_from

@@ -192,7 +192,7 @@ def _detector_values(spec):
     """Keys and values of the detector a run directory or weights file holds, built with its own config."""
     from detect.models import build_task
     from detect.train.experiment import load_experiment
-    from detect.train.predict import load_weights, resolve_weights
+    from detect.train.weights import load_weights, resolve_weights
 
     path = Path(spec)
     if not path.exists():

@@ -1,4 +1,4 @@
-"""Darknet ``.weights`` files (the official YOLOv3 / YOLOv2 releases) loaded into ``YoloDetector``.
+"""Darknet ``.weights`` files (the official YOLOv3 / YOLOv2 releases) loaded into ``YoloTask``.
 
 File layout, as Darknet reads it (``parser.c``: ``load_weights_upto`` and
 ``load_convolutional_weights``), all little-endian:
@@ -380,7 +380,7 @@ def convert_layers(model, convs, floats, source, bn=DEFAULT_BN):
     """Cuts the file's floats into Keras weight lists, checking the count layer by layer.
 
     Args:
-      model: the Keras model (``YoloDetector.model``).
+      model: the Keras model (``YoloTask.model``).
       convs: ``darknet_layers`` of its config.
       floats: float32 [N], the file after its header.
       source: file name for error messages.
@@ -452,12 +452,12 @@ def classes_from_size(detector, floats):
 
 
 def load_darknet_weights(detector, path, cfg=None, data=None, bn=DEFAULT_BN):
-    """Loads a Darknet ``.weights`` file into a ``YoloDetector``.
+    """Loads a Darknet ``.weights`` file into a ``YoloTask``.
 
     All-or-nothing: every layer is checked before the first is set.
 
     Args:
-      detector: a ``YoloDetector`` of a supported architecture (see
+      detector: a ``YoloTask`` of a supported architecture (see
         ``darknet_layers``).
       path: the ``.weights`` file.
       cfg: optional Darknet ``.cfg`` path; when given, its conv layers,
@@ -555,7 +555,7 @@ def check_cfg(sections, detector, convs, source):
 
 
 def _arch(detector):
-    return f"YOLO{detector.config.version} {detector.config.backbone}"
+    return f"{detector.config.display_name()} {detector.config.backbone}"
 
 
 def _check_detection_sections(layers, detector, source):

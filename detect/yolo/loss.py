@@ -88,6 +88,28 @@ def decode_level(raw, anchors, stride):
     return tf.concat([centre - 0.5 * size, centre + 0.5 * size], -1)
 
 
+def _box_error(raw, pred_boxes, target_grid, box_loss):
+    """[B, H, W, A] box error of each slot against its target (``target_grid`` [..., 10], see ``yolo_loss``).
+
+    "mse": YOLOv3's squared error of sigmoid(tx, ty) and (tw, th) against the
+    cell offsets and log size ratios; else 1 - the ``box_loss`` IoU kind of
+    the decoded box and the target box.
+    """
+    if box_loss == "mse":
+        xy_err = tf.reduce_sum(tf.square(tf.sigmoid(raw[..., 0:2]) - target_grid[..., 0:2]), -1)
+        wh_err = tf.reduce_sum(tf.square(raw[..., 2:4] - target_grid[..., 2:4]), -1)
+        return xy_err + wh_err
+    return 1.0 - aligned_iou(pred_boxes, target_grid[..., 6:10], box_loss)
+
+
+def _class_error(class_logits, class_target, num_classes, class_loss):
+    """[B, H, W, A] class loss of each slot: softmax cross-entropy or per-class sigmoid BCE summed over C."""
+    if class_loss == "softmax":
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(class_target, class_logits)
+    onehot = tf.one_hot(class_target, num_classes)
+    return tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(onehot, class_logits), -1)
+
+
 def yolo_loss(outputs, anchors, strides, batch, num_classes, config=YoloLossConfig()):
     """Loss parts of a YOLO model on one batch.
 
@@ -170,12 +192,7 @@ def yolo_loss(outputs, anchors, strides, batch, num_classes, config=YoloLossConf
                                   tf.shape(object_mask))
         background = (1.0 - object_mask) * tf.cast(best_overlap <= config.ignore_thresh, tf.float32)
 
-        if config.box_loss == "mse":
-            xy_err = tf.reduce_sum(tf.square(tf.sigmoid(raw[..., 0:2]) - target_grid[..., 0:2]), -1)
-            wh_err = tf.reduce_sum(tf.square(raw[..., 2:4] - target_grid[..., 2:4]), -1)
-            box_err = xy_err + wh_err
-        else:
-            box_err = 1.0 - aligned_iou(pred_boxes, target_grid[..., 6:10], config.box_loss)
+        box_err = _box_error(raw, pred_boxes, target_grid, config.box_loss)
         loss_box += tf.reduce_sum(object_mask * target_grid[..., 4] * box_err)
 
         obj_logit = raw[..., 4]
@@ -184,13 +201,7 @@ def yolo_loss(outputs, anchors, strides, batch, num_classes, config=YoloLossConf
         loss_obj += config.lambda_obj * tf.reduce_sum(object_mask * obj_bce_pos)
         loss_obj += config.lambda_noobj * tf.reduce_sum(background * obj_bce_neg)
 
-        class_logits = raw[..., 5:]
-        class_target = tf.cast(target_grid[..., 5], tf.int32)
-        if config.class_loss == "softmax":
-            cls = tf.nn.sparse_softmax_cross_entropy_with_logits(class_target, class_logits)
-        else:
-            onehot = tf.one_hot(class_target, num_classes)
-            cls = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(onehot, class_logits), -1)
+        cls = _class_error(raw[..., 5:], tf.cast(target_grid[..., 5], tf.int32), num_classes, config.class_loss)
         loss_cls += tf.reduce_sum(object_mask * cls)
 
     scale = 1.0 / tf.cast(batch_size, tf.float32)
