@@ -9,6 +9,7 @@ call the tool's ``main`` in this process, which is the same code path.
 import importlib.util
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -229,6 +230,61 @@ def good_runs(files, tmp_path_factory):
     }
     runs = run_all(cases, out)
     return {name: (*runs[name], out) for name in cases}
+
+
+# TensorFlow's own start-up lines ("I0000 00:00:... cudart_stub.cc:31] Could not find cuda
+# drivers", absl's "WARNING: All log messages before absl::InitializeLog()"), which a user
+# reads as errors; tools hold them back (detect.cli.quiet_tensorflow).
+TF_STARTUP_LINE = re.compile(r"^(?:[IWEF]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl|.*cuda)", re.M)
+
+
+def test_no_tensorflow_startup_lines(good_runs):
+    for name in ("coco_perfect", "voc_perfect"):
+        rc, stdout, err, _ = good_runs[name]
+        assert rc == 0, err
+        assert not TF_STARTUP_LINE.search(err), err
+        assert not TF_STARTUP_LINE.search(stdout), stdout
+
+
+FAKE_TENSORFLOW = """
+import os
+os.write(2, b"I0000 00:00:1.0  1 cudart_stub.cc:31] fake start-up line\\n")
+if os.environ.get("FAKE_TF_FAILS"):
+    raise ImportError("fake tensorflow cannot load")
+_listed = []
+class config:
+    @staticmethod
+    def list_physical_devices():
+        if not _listed:  # as TensorFlow: devices are initialised (and logged) once
+            os.write(2, b"E0000 00:00:2.0  1 cuda_platform.cc:52] fake device line\\n")
+            _listed.append(True)
+        return []
+"""
+
+
+@pytest.mark.parametrize("env, fails, shown", [
+    ({}, False, False),                      # the default: held back
+    ({"DETECT_TF_LOGS": "1"}, False, True),  # asked for
+    ({}, True, True),                        # the import failed: replayed before the traceback
+])
+def test_quiet_tensorflow_holds_back_replays_or_shows(tmp_path, env, fails, shown):
+    # A stand-in "tensorflow" that writes to file descriptor 2 as the C++ library does.
+    (tmp_path / "tensorflow.py").write_text(FAKE_TENSORFLOW)
+    # As a tool: quiet_tensorflow() after parsing, then the package imports TensorFlow and uses it.
+    code = ("from detect.cli import quiet_tensorflow; quiet_tensorflow(); "
+            "import tensorflow as tf; tf.config.list_physical_devices(); print('after')")
+    base = {k: v for k, v in os.environ.items() if k != "DETECT_TF_LOGS"}
+    env = {**base, **env, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    if fails:
+        env["FAKE_TF_FAILS"] = "1"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert ("fake start-up line" in proc.stderr) == shown, proc.stderr
+    if fails:
+        assert proc.returncode != 0 and "fake tensorflow cannot load" in proc.stderr
+        assert proc.stderr.index("fake start-up line") < proc.stderr.index("Traceback")
+    else:
+        assert proc.returncode == 0 and proc.stdout == "after\n"
+        assert ("fake device line" in proc.stderr) == shown
 
 
 def test_coco_perfect_detections(good_runs):

@@ -21,11 +21,9 @@ both.
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detect.bench.data import DATA_STEP_CONFIG, bench_data  # noqa: E402
@@ -33,7 +31,8 @@ from detect.bench.eval import bench_eval  # noqa: E402
 from detect.bench.infer import bench_infer  # noqa: E402
 from detect.bench.ops import bench_ops  # noqa: E402
 from detect.bench.train import bench_train  # noqa: E402
-from detect.cli import exit_now  # noqa: E402
+from detect.cli import exit_now, quiet_tensorflow  # noqa: E402
+from detect.config import PRECISIONS  # noqa: E402
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,7 +54,7 @@ def main(argv=None):
     parser.add_argument("--config", help="train, infer: experiment config to time; data: the config whose "
                         "training step the pipeline is compared with (default configs/yolo_bccd.yaml)")
     parser.add_argument("--weights", help="infer: a run directory or .weights.h5 (default: random weights)")
-    parser.add_argument("--precision", choices=["float32", "bfloat16", "float16"], default="float32",
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="infer: compute precision (Keras mixed-precision policy)")
     parser.add_argument("--steps", type=int, default=20, help="train: timed steps")
     parser.add_argument("--rounds", type=int, default=5, help="train: timed rounds (engine and bare alternate)")
@@ -65,6 +64,7 @@ def main(argv=None):
     for option in ("repeats", "images", "steps", "rounds"):
         if getattr(args, option) < 1:
             raise InputError("benchmark.py", f"--{option} must be at least 1, got {getattr(args, option)}")
+    quiet_tensorflow()
     if args.suite == "ops":
         bench_ops(args.repeats)
     elif args.suite == "eval":

@@ -30,14 +30,12 @@ stderr naming the file).
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # a config or TFRecords import TensorFlow
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detect.cli import EXIT_BAD_INPUT, EXIT_OK, class_names_arg, os_error_line  # noqa: E402
+from detect.cli import EXIT_BAD_INPUT, EXIT_OK, class_names_arg, os_error_line, quiet_tensorflow  # noqa: E402
 from detect.data.checker import check_dataset, format_report, report_to_json  # noqa: E402
 from detect.data.drawing import write_examples  # noqa: E402
 from detect.outputs import check_file_output, check_folder_output, claim_folder, write_json_atomic  # noqa: E402
@@ -84,7 +82,9 @@ def parse_args(argv):
 
 def load_config(path, overrides):
     """Loads a config YAML as ``tools/train.py`` does (every key checked, ``--set`` applied)."""
-    # Lazily: only a config needs training's config types (which build on the model's).
+    # Lazily: only a config needs training's config types (which build on the model's),
+    # and with them TensorFlow (a config is also the only way to name TFRecords).
+    quiet_tensorflow()
     from detect.train.experiment import load_experiment
 
     return load_experiment(path, overrides)

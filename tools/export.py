@@ -37,14 +37,12 @@ Bad input prints one line naming the file or option and exits with 2.
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detect.cli import EXIT_BAD_INPUT, EXIT_OK, exit_now, os_error_line  # noqa: E402
+from detect.cli import EXIT_BAD_INPUT, EXIT_OK, exit_now, os_error_line, quiet_tensorflow  # noqa: E402
 from detect.errors import InputError  # noqa: E402
 
 
@@ -98,6 +96,7 @@ def format_check(report, split):
 
 def main(argv=None):
     args = parse_args(argv)
+    quiet_tensorflow()
     try:
         detector, path = export(args)
         print(f"wrote {path}")
