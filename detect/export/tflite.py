@@ -32,14 +32,9 @@ model, by 0.1 with the raw heads), so the host decodes them in float32 with
 ``YoloTask.decode``'s code and the JSON's anchors and strides. Boxes and scores are two outputs, not one
 [1, N, 4 + C]: one per-tensor scale for both would round scores to 0.
 
-The host (``detect.inference.tflite_backend``) does the rest, as
-``detect.inference.graph`` does in the graph: the
-letterbox resize (``letterbox_tf``, the evaluation pipeline's own),
-per-class NMS (``detect.ops.batched_nms``) on boxes in input pixels, then
-``unmap_boxes`` to the original image, clipped to it. ``<out>.json`` (the
-``.tflite`` path with the suffix ``.json``) beside the model holds what
-``Detector.load`` needs: class names, the experiment config, default
-thresholds, input size, quantisation, output names and the decoding.
+The host does the rest (letterbox, per-class NMS, unmapping) and reads
+``<out>.json`` beside the model: ``detect.inference.tflite_backend`` says
+how and what the JSON holds.
 
 Faster R-CNN is not exported: see ``FASTER_RCNN_UNSUPPORTED``.
 
