@@ -391,7 +391,7 @@ def test_a_tagged_union_picks_the_class_by_its_type_key():
 
 
 def test_model_type_selects_a_registered_task(tmp_path, monkeypatch):
-    import detect.models as models
+    from detect.models import registry as models
     from detect.train.experiment import load_experiment
     from detect.yolo.config import YoloConfig
     from detect.yolo.model import YoloTask

@@ -217,7 +217,7 @@ def test_one_training_step_on_every_backbone(backbone):
 @pytest.mark.parametrize("name", ["faster_rcnn_voc", "faster_rcnn_coco"])
 def test_paper_configs_build_and_train_one_step(name, tmp_path):
     from detect.train.experiment import load_experiment
-    from detect.models import build_task
+    from detect.models.registry import build_task
 
     config = load_experiment(ROOT / "configs" / f"{name}.yaml",
                              [f"data.root={tmp_path}", "model.backbone_weights=null"])

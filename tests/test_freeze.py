@@ -156,7 +156,7 @@ def test_freeze_refusals():
 
 
 def test_yolo_names_its_backbone_and_head():
-    from detect.models import build_task
+    from detect.models.registry import build_task
     from detect.train.experiment import load_experiment
     from detect.train.freeze import trainable_only
 

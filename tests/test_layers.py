@@ -2,8 +2,8 @@
 
 The layer table is read from the document itself, so the test and the page
 cannot drift apart. Every ``import`` in ``detect/`` counts, the ones inside
-functions too (a lazy import is still a dependency); circles are looked for
-among module-level imports, where Python would meet a half-initialised module.
+functions too (a lazy import is still a dependency), for the layers and for
+circles alike.
 """
 
 import ast
@@ -41,7 +41,7 @@ def all_modules():
     return {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
 
 
-def imports_of(path, modules, top_level_only=False, name=None, source=None):
+def imports_of(path, modules, name=None, source=None):
     """The ``detect`` modules the file at ``path`` imports: ``[(module, line)]``.
 
     ``from pkg import name`` counts as an import of ``pkg.name`` when that is
@@ -51,9 +51,8 @@ def imports_of(path, modules, top_level_only=False, name=None, source=None):
     name = name or module_name(path)
     is_package = path.name == "__init__.py"
     tree = ast.parse(source if source is not None else path.read_text(), str(path))
-    nodes = tree.body if top_level_only else ast.walk(tree)
     found = []
-    for node in nodes:
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found += [(alias.name, node.lineno) for alias in node.names if alias.name.split(".")[0] == "detect"]
         elif isinstance(node, ast.ImportFrom):
@@ -144,7 +143,7 @@ def initialised_by_import(target, importer, modules):
 
 def test_no_import_circles():
     modules = all_modules()
-    graph = {module: {name for target, _ in imports_of(path, modules, top_level_only=True)
+    graph = {module: {name for target, _ in imports_of(path, modules)
                       for name in initialised_by_import(target, module, modules) if name != module}
              for module, path in modules.items()}
     cycle = find_cycle(graph)

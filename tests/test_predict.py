@@ -34,7 +34,7 @@ def tiny_run(tmp_path, fmt, **data):
     config.write_text("\n".join(lines) + "\n")
 
     from detect.train.experiment import load_experiment
-    from detect.models import build_task
+    from detect.models.registry import build_task
 
     task = build_task(load_experiment(config).model, 3)
     weights = tmp_path / f"{fmt}.weights.h5"

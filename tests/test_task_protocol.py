@@ -1,6 +1,6 @@
 """Every registered task satisfies the task protocol (``detect.models.protocol``) and runs it end to end.
 
-For each ``model.type`` in ``detect.models.TASKS``: the task and its config
+For each ``model.type`` in ``detect.models.registry.TASKS``: the task and its config
 are instances of the runtime-checkable protocols, the task's methods take
 the protocol's parameters (names, order, defaults), and on a tiny batch
 (tiny backbone, 64 x 96 pixels, 2 images, 3 boxes) ``forward`` in every
@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from detect.faster_rcnn.config import FasterRcnnConfig
-from detect.models import TASKS, build_task
+from detect.models.registry import TASKS, build_task
 from detect.models.protocol import Stage, Task, TaskConfig
 from detect.train.config import TrainConfig
 from detect.yolo.config import YoloConfig

@@ -124,7 +124,7 @@ def one_class_config(tmp, **model):
 
 def test_a_run_of_other_classes_starts_a_one_class_yolo(shapes_run):
     from detect import Detector
-    from detect.models import build_task
+    from detect.models.registry import build_task
     from detect.train.experiment import load_experiment
 
     config = load_experiment(one_class_config(shapes_run, init_weights=str(shapes_run / "run")))
@@ -156,7 +156,7 @@ def test_training_from_a_run_prints_the_table_and_records_the_source(shapes_run,
 
 
 def test_a_weights_file_needs_its_config_and_another_architecture_is_refused(shapes_run, tmp_path):
-    from detect.models import build_task
+    from detect.models.registry import build_task
     from detect.train.experiment import load_experiment
 
     loose = tmp_path / "model.weights.h5"
@@ -179,7 +179,7 @@ def test_a_keras_applications_file_loads_the_backbone(tmp_path):
     """A file in the format of Keras' own ``*_notop.h5`` downloads (legacy HDF5, by layer order)."""
     from keras.src.legacy.saving import legacy_h5_format
 
-    from detect.models import build_task
+    from detect.models.registry import build_task
     from detect.train.experiment import load_experiment
 
     keras.utils.set_random_seed(3)
@@ -256,7 +256,7 @@ def test_darknet_weights_start_the_finetune_config_with_one_class(converted, tmp
     """Every tensor of configs/yolov3_finetune.yaml on one class but the three output convolutions is the
     converted file's, to the bit (read through Detector.load, which finds the config beside the file)."""
     from detect import Detector
-    from detect.models import build_task
+    from detect.models.registry import build_task
     from detect.train.experiment import load_experiment
 
     config = load_experiment(FINETUNE, ["data.classes=[RBC]", f"model.init_weights={converted}"])

@@ -25,7 +25,7 @@ def _bare_step(task, optimizer, variables, mode=None):
 
 def _config_task_and_batches(config_path, overrides):
     """(config, its task, an endless iterator over its training pipeline's batches)."""
-    from detect.models import build_task
+    from detect.models.registry import build_task
     from detect.train.data import class_names_of, load_records, prepare_data
     from detect.train.experiment import load_experiment
     from detect.train.run import make_datasets

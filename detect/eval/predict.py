@@ -42,7 +42,7 @@ def predict_split(config_path, weights, split=None, overrides=(), task=None):
     records = load_records(config.data, split, class_names)
 
     from detect.data.transforms import unmap_boxes
-    from detect.models import build_task
+    from detect.models.registry import build_task
     from detect.train.run import make_datasets
 
     if task is None:

@@ -140,7 +140,7 @@ class Detector:
         """
         import keras
 
-        from detect.models import build_task
+        from detect.models.registry import build_task
         from detect.train.experiment import ExperimentConfig, load_experiment
 
         if precision not in PRECISIONS:

@@ -1,17 +1,10 @@
-"""The task registry (``detect.models.registry``) and the task protocol (``detect.models.protocol``).
+"""Detector families behind one protocol.
 
-``TASKS``, ``ModelConfig``, ``build_task`` and ``default_model_config`` are
-the registry's, loaded on first use: the task modules import
-``detect.models.protocol`` and ``detect.models.base``, which must not pull
-the registry (and so every task module) in while they load.
+``detect.models.protocol``: what the engine, validation and ``Detector`` call
+on a task (``Task``), read from a model config (``TaskConfig``), and one
+training stage (``Stage``); ``detect.models.base``: its defaults and the
+shared ``postprocess``. Both sit below the families, which import them.
+``detect.models.registry``: ``model.type`` -> (config class, task class),
+above the families, which it imports. This ``__init__`` imports neither, so
+loading the protocol never loads a family.
 """
-
-__all__ = ["ModelConfig", "TASKS", "build_task", "default_model_config"]
-
-
-def __getattr__(name):
-    if name in __all__:
-        from detect.models import registry
-
-        return getattr(registry, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """The task protocol: what the engine, validation and ``Detector`` call on a detector family.
 
-A *task* wraps one detector family's model (``detect.models.build_task``
+A *task* wraps one detector family's model (``detect.models.registry.build_task``
 makes one from a config). Two protocols, checked by
 ``tests/test_task_protocol.py`` for every registered task:
 

@@ -1,6 +1,6 @@
 """The training engine: model-agnostic loop, stages, checkpoints, validation, logs.
 
-A *task* supplies the detector (``detect.models.build_task`` makes one from a
+A *task* supplies the detector (``detect.models.registry.build_task`` makes one from a
 config); what the engine calls on it is the task protocol,
 ``detect.models.protocol.Task``: ``model``, ``forward(batch, training,
 mode)``, ``losses(outputs, batch)``, ``stages(train_cfg, validation_data)``

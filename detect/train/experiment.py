@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 from detect.config import FieldError, bounded, check_fields, load_config, one_of
 from detect.data.augment import AugmentConfig
 from detect.train.config import TrainConfig
-from detect.models import ModelConfig, default_model_config
+from detect.models.registry import ModelConfig, default_model_config
 
 DATA_FORMATS = ("voc", "coco", "yolo", "tfrecord", "shapes")
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from detect.models import build_task
+from detect.models.registry import build_task
 from detect.train.experiment import load_experiment
 from detect.train.data import class_names_of, load_records, prepare_data
 from detect.train.distribute import is_chief, make_strategy

@@ -190,7 +190,7 @@ def _backbone_values(spec, task, model_config):
 
 def _detector_values(spec):
     """Keys and values of the detector a run directory or weights file holds, built with its own config."""
-    from detect.models import build_task
+    from detect.models.registry import build_task
     from detect.train.experiment import load_experiment
     from detect.train.weights import load_weights, resolve_weights
 
