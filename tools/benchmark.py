@@ -22,6 +22,7 @@ both.
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -64,7 +65,10 @@ def main(argv=None):
     for option in ("repeats", "images", "steps", "rounds"):
         if getattr(args, option) < 1:
             raise InputError("benchmark.py", f"--{option} must be at least 1, got {getattr(args, option)}")
+    # Importing TensorFlow is a once-per-process cost, like importing any library: reported, never timed.
+    start = time.perf_counter()
     quiet_tensorflow()
+    print(f"TensorFlow import: {time.perf_counter() - start:.2f} s (not counted below)", flush=True)
     if args.suite == "ops":
         bench_ops(args.repeats)
     elif args.suite == "eval":
