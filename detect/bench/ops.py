@@ -20,6 +20,12 @@ def random_boxes(rng, n, size=1000.0):
     return np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
 
 
+def _empty_outputs(seed, batch, num_boxes, num_classes):
+    """(the seeded generator, boxes [B, N, 4] and scores [B, N, C] to fill per image)."""
+    rng = np.random.default_rng(seed)
+    return rng, np.empty((batch, num_boxes, 4), np.float32), np.empty((batch, num_boxes, num_classes), np.float32)
+
+
 def detector_outputs(seed, batch=8, num_boxes=20000, num_classes=80, size=640.0):
     """Raw outputs shaped like a trained one-stage detector's, before NMS.
 
@@ -32,9 +38,7 @@ def detector_outputs(seed, batch=8, num_boxes=20000, num_classes=80, size=640.0)
     Returns:
       boxes [B, N, 4] xyxy, scores [B, N, C].
     """
-    rng = np.random.default_rng(seed)
-    boxes = np.empty((batch, num_boxes, 4), np.float32)
-    scores = np.empty((batch, num_boxes, num_classes), np.float32)
+    rng, boxes, scores = _empty_outputs(seed, batch, num_boxes, num_classes)
     for b in range(batch):
         n_obj = rng.poisson(7) + 1
         obj_wh = np.exp(rng.uniform(np.log(10), np.log(400), (n_obj, 2)))
@@ -86,9 +90,7 @@ def crowd_outputs(seed, batch=8, num_boxes=20000, num_classes=80, size=640.0, ob
     Returns:
       boxes [B, N, 4] xyxy, scores [B, N, C].
     """
-    rng = np.random.default_rng(seed)
-    boxes = np.empty((batch, num_boxes, 4), np.float32)
-    scores = np.empty((batch, num_boxes, num_classes), np.float32)
+    rng, boxes, scores = _empty_outputs(seed, batch, num_boxes, num_classes)
     for b in range(batch):
         n_obj = int(rng.integers(objects[0], objects[1] + 1))
         obj_w = np.exp(rng.uniform(np.log(12), np.log(60), n_obj))
