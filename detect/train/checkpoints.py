@@ -49,11 +49,14 @@ class CheckpointStore:
       run_dir: the run directory.
       checkpoint: a ``tf.train.Checkpoint`` of model, optimizer and counters.
       keep: how many recent checkpoints to keep (the best is always kept).
+      create: create the folder now; False for a store only read (another
+        worker's run directory, which may not exist yet).
     """
 
-    def __init__(self, run_dir, checkpoint, keep=2):
+    def __init__(self, run_dir, checkpoint, keep=2, create=True):
         self.root = Path(run_dir) / "checkpoints"
-        self.root.mkdir(parents=True, exist_ok=True)
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
         self.checkpoint = checkpoint
         self.keep = keep
 

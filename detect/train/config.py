@@ -36,7 +36,13 @@ class TrainConfig:
       mixed_precision: "float32" (none), "float16" (GPU) or "bfloat16" (CPU)
         (``detect.config.PRECISIONS``); "none" still reads as "float32".
       distribute: "default" (one device), "mirrored" (the GPUs of one
-        machine) or "multi_worker" (machines described by TF_CONFIG).
+        machine) or "multi_worker" (machines described by TF_CONFIG;
+        ``detect.train.distribute``).
+      sync_batchnorm: with several replicas, BatchNormalization normalises
+        with the statistics of the global batch, so every replica keeps
+        the same moving averages (``keras.layers.BatchNormalization(
+        synchronized=True)``); False: each replica its own share's. No
+        effect on one device.
       eval_every: epochs between validation passes (the last epoch always), >= 1.
       log_every: steps between TensorBoard scalars, >= 1.
       seed: seed of weights, data order and augmentation, in [0, 2**32 - 1].
@@ -75,6 +81,7 @@ class TrainConfig:
     clip_norm: float = bounded(10.0, ge=0)
     mixed_precision: str = one_of("float32", PRECISIONS + (LEGACY_FULL_PRECISION,))
     distribute: str = one_of("default", STRATEGIES)
+    sync_batchnorm: bool = True
     eval_every: int = bounded(1, ge=1)
     log_every: int = bounded(20, ge=1)
     seed: int = bounded(0, ge=0, le=MAX_SEED)

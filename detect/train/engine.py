@@ -33,14 +33,18 @@ EMA of the weights (``train.ema``): validation and the weight exports use
 an exponential moving average of the weights, restarted at each stage
 (``detect.train.ema``).
 
-Several machines: every worker runs the same writes, only the chief writes
-into the run directory (``detect.train.distribute``).
+Several machines (``detect.train.distribute``): every worker trains, saves
+and restores alike, but only the chief writes the run directory and
+validates; the others write into a scratch folder of their own, removed at
+the end. ``--resume`` restores every worker from the run directory's last
+checkpoint (the chief's), after checking that all of them found the same
+one. With several replicas, BatchNormalization uses the global batch's
+statistics (``train.sync_batchnorm``).
 """
 
 import contextlib
 import math
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -52,7 +56,7 @@ from detect.errors import InputError
 from detect.outputs import write_text_atomic
 from detect.train.checkpoints import (CheckpointStore, checkpoint_mismatch, read_json, save_weights_atomic,
                                       write_json_atomic)
-from detect.train.distribute import is_chief
+from detect.train.distribute import agree_on_start, is_chief, scratch_dir, synchronize_batchnorm
 from detect.train.ema import ModelEMA, checkpoint_has_ema
 from detect.train.freeze import freeze_stages
 from detect.train.history import best_of, metrics_line, validation_spread
@@ -80,6 +84,7 @@ class Trainer:
       run_dir: output folder (config snapshot, ``tb/`` logs, ``checkpoints/``,
         ``last.weights.h5``, ``best.weights.h5``, ``metrics.json``); the
         last three are exports of the committed checkpoint, rebuilt on resume.
+        Several workers: the chief writes it, every worker resumes from it.
       train_data: ``fn(epoch) -> tf.data.Dataset`` of training batches; the
         epoch seeds its order, so a resumed epoch sees the same data.
       steps_per_epoch: batches per epoch.
@@ -102,25 +107,32 @@ class Trainer:
         self.cfg = train_cfg
         self.strategy = strategy or tf.distribute.get_strategy()
         self.is_chief = is_chief(self.strategy)
-        self.run_dir = Path(run_dir) if self.is_chief else Path(tempfile.mkdtemp(prefix="detect-worker-"))
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir = Path(run_dir)  # the run: every worker resumes from it, the chief writes it
+        self.out_dir = self.run_dir if self.is_chief else scratch_dir()  # where this process writes
+        self.out_dir.mkdir(parents=True, exist_ok=True)
         self.train_data = train_data
         self.steps_per_epoch = int(steps_per_epoch)
         self.evaluate = evaluate
         self.images_per_batch = images_per_batch or train_cfg.batch_size
         self.progress = progress
         self.epoch_report = epoch_report
+        synced = synchronize_batchnorm(task.model, self.strategy, train_cfg.sync_batchnorm)
+        if synced:
+            print(f"{synced} BatchNormalization layers use the statistics of the global batch "
+                  f"({self.strategy.num_replicas_in_sync} replicas; train.sync_batchnorm)", flush=True)
         self.stages = self._plan_stages(task, train_cfg, validation_data)
         self.total_epochs = sum(stage.epochs for stage in self.stages)
         with self.strategy.scope():
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.ema = ModelEMA(task.model.weights, train_cfg.ema_decay, train_cfg.ema_tau) if train_cfg.ema else None
-        self.store = CheckpointStore(self.run_dir, None)
+        self.store = CheckpointStore(self.out_dir, None)  # this process's saves
+        # The run's committed checkpoints, read on resume (the chief's own store on the chief).
+        self.saved = self.store if self.is_chief else CheckpointStore(self.run_dir, None, create=False)
         self.stage_index = None
         self._enter_stage(0)
         self.config_snapshot = config_snapshot  # written by fit(), once a resume is known to fit the run
-        self.metrics_path = self.run_dir / "metrics.json"
+        self.metrics_path = self.out_dir / "metrics.json"
         self.writer = None  # TensorBoard's; created by fit(), after a resume is known to fit the run
 
     # ---- stages ---------------------------------------------------------------------
@@ -170,10 +182,10 @@ class Trainer:
 
     def _restore(self, pointer):
         """Restores a committed checkpoint; its optimizer state only if it belongs to the current stage."""
-        epoch = self.store.epoch(pointer)
+        epoch = self.saved.epoch(pointer)
         same_stage = epoch is not None and epoch > 0 and self._stage_index(epoch - 1) == self.stage_index
-        restored = self.store.restore(pointer, checkpoint=self._checkpoint(with_optimizer=same_stage))
-        if restored is not None and self.ema is not None and not checkpoint_has_ema(self.store.path(pointer)):
+        restored = self.saved.restore(pointer, checkpoint=self._checkpoint(with_optimizer=same_stage))
+        if restored is not None and self.ema is not None and not checkpoint_has_ema(self.saved.path(pointer)):
             self.ema.reset()  # a run trained without the EMA: it starts here
         return restored
 
@@ -248,15 +260,15 @@ class Trainer:
         start_epoch = 0
         saved = None
         if resume:
-            saved = self.store.epoch("last") if self.store.path("last") is not None else None
+            saved = self.saved.epoch("last") if self.saved.path("last") is not None else None
             if saved is not None:
                 self._check_resumable()  # before anything is written
         self._write_config()
         if self.writer is None:
-            self.writer = tf.summary.create_file_writer(str(self.run_dir / "tb"))
+            self.writer = tf.summary.create_file_writer(str(self.out_dir / "tb"))
         if resume:
             if saved is None:
-                print(f"--resume: no checkpoint in {self.store.root}; starting from scratch", flush=True)
+                print(f"--resume: no checkpoint in {self.saved.root}; starting from scratch", flush=True)
                 self.store.reconcile(None)
             else:
                 if self._stage_index(saved) != self.stage_index:
@@ -264,7 +276,8 @@ class Trainer:
                 self._restore("last")
                 start_epoch = int(self.epoch.numpy())
                 history = self._committed_history(start_epoch)
-                self._rebuild_outputs(history)
+                if self.is_chief:  # the derived files are the chief's (a non-chief's scratch has none)
+                    self._rebuild_outputs(history)
                 if start_epoch > 0 and self._stage_index(start_epoch - 1) != self.stage_index:
                     # A stage boundary: its prepare ran before the restore; redo it on the
                     # restored weights (it may copy some), as the uninterrupted run did.
@@ -274,18 +287,19 @@ class Trainer:
                 if start_epoch >= self.total_epochs:
                     print(f"--resume: the run has trained all {self.total_epochs} epochs of its schedule; "
                           f"nothing to train (raise train.epochs, or the last stage's epochs, to go on)", flush=True)
+            agree_on_start(self.strategy, start_epoch, self.run_dir)
         try:
             for epoch in range(start_epoch, self.total_epochs):
                 self._train_epoch(epoch, history)
         finally:
             self.writer.flush()
             if not self.is_chief:
-                shutil.rmtree(self.run_dir, ignore_errors=True)
+                shutil.rmtree(self.out_dir, ignore_errors=True)
         return history
 
     def _write_config(self):
         if self.config_snapshot is not None:
-            write_text_atomic(self.run_dir / "config.yaml", yaml.safe_dump(self.config_snapshot, sort_keys=False))
+            write_text_atomic(self.out_dir / "config.yaml", yaml.safe_dump(self.config_snapshot, sort_keys=False))
 
     def _check_resumable(self):
         """Refuses a resume whose model does not fit the run's last checkpoint (a changed architecture).
@@ -294,7 +308,7 @@ class Trainer:
           InputError: naming the run directory, the model keys that changed
             (from the run's ``config.yaml``) and the first variable that differs.
         """
-        for record in (self.store.history("last") or {}).get("epochs", []):
+        for record in (self.saved.history("last") or {}).get("epochs", []):
             planned = self.stages[self._stage_index(record["epoch"] - 1)].name
             if record.get("stage", planned) != planned:
                 raise InputError(self.run_dir, f"--resume: epoch {record['epoch']} was trained in stage "
@@ -302,7 +316,7 @@ class Trainer:
                                                f"{planned!r} (the stages' epochs changed). Nothing was written: "
                                                f"keep the earlier stages' epochs (set model.stage_epochs), or "
                                                f"train into a new --out")
-        problem = checkpoint_mismatch(self.task.model, self.store.path("last"))
+        problem = checkpoint_mismatch(self.task.model, self.saved.path("last"))
         if problem is None:
             return
         changed = changed_keys(read_yaml(self.run_dir / "config.yaml"), self.config_snapshot, "model")
@@ -327,7 +341,7 @@ class Trainer:
         stage_epoch = epoch + 1 - self._stage_start(index)
         evaluate = stage.evaluate or self.evaluate
         due = stage_epoch % max(self.cfg.eval_every, 1) == 0 or stage_epoch == stage.epochs
-        if stage.validate and evaluate is not None and due:
+        if stage.validate and evaluate is not None and due and self.is_chief:  # the chief's history is the run's
             with self._averaged():
                 metrics = {k: float(v) for k, v in evaluate(self.task).items()}
             record.update(metrics)
@@ -344,9 +358,9 @@ class Trainer:
         self.store.save(epoch + 1, pointers, history=history)  # the commit (raw weights and EMA)
         # Derived from the commit; a kill here is repaired by --resume.
         with self._averaged():
-            save_weights_atomic(self.task.model, self.run_dir / "last.weights.h5")
+            save_weights_atomic(self.task.model, self.out_dir / "last.weights.h5")
             if "best" in pointers:
-                save_weights_atomic(self.task.model, self.run_dir / "best.weights.h5")
+                save_weights_atomic(self.task.model, self.out_dir / "best.weights.h5")
         write_json_atomic(self.metrics_path, history)
 
     def _committed_history(self, epoch):
@@ -355,10 +369,10 @@ class Trainer:
         Runs from before histories were embedded fall back to ``metrics.json``
         cut at ``epoch`` (an epoch whose record was never written stays lost).
         """
-        history = self.store.history("last")
+        history = self.saved.history("last")
         if history is not None:
             return history
-        old = read_json(self.metrics_path) or {}
+        old = read_json(self.run_dir / "metrics.json") or {}
         records = [e for e in old.get("epochs", []) if e["epoch"] <= epoch]
         best = old.get("best")
         if best is None or best["epoch"] > epoch:
@@ -374,7 +388,7 @@ class Trainer:
         next resume. Leaves the model and optimizer as the last checkpoint.
         """
         best = history["best"]
-        best_path = self.run_dir / "best.weights.h5"
+        best_path = self.out_dir / "best.weights.h5"
         if self.store.reconcile(best["epoch"] if best else None):
             self._restore("best")
             with self._averaged():
@@ -386,7 +400,7 @@ class Trainer:
             print(f"--resume: the checkpoint of the best epoch ({best['epoch']}) is gone; "
                   f"best.weights.h5 is left as it is", flush=True)
         with self._averaged():
-            save_weights_atomic(self.task.model, self.run_dir / "last.weights.h5")
+            save_weights_atomic(self.task.model, self.out_dir / "last.weights.h5")
         write_json_atomic(self.metrics_path, history)
 
     def _run_epoch(self, epoch, stage):

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from detect.errors import InputError
 from detect.models.registry import build_task
 from detect.train.experiment import load_experiment
 from detect.train.data import class_names_of, load_records, prepare_data
@@ -27,23 +28,40 @@ def make_datasets(config, train_records, val_records, strategy, train_skipped=()
     Close mosaic: the last ``data.augment.close_mosaic`` of ``train.epochs``
     (0-based ``epoch``) train without mosaic and mixup
     (``AugmentConfig.for_epoch``).
+
+    Several replicas: ``train.batch_size`` is the global batch, split evenly
+    over the replicas (``distribute_dataset``). Each worker reads its own
+    share of the images, dealt out before the shuffle (image ``i`` to
+    worker ``i mod W``), so an epoch trains on every image once, across the
+    workers, less the remainder of the global batch that one device also
+    leaves out (fewer than ``train.batch_size`` images, a different few each
+    epoch): each worker's share holds at least ``steps`` of its batches.
     """
     from detect.data.bad_input import pipeline_stats
-    from detect.data.pipeline import build_dataset
+    from detect.data.pipeline import build_dataset, distribute_dataset
 
     data, train = config.data, config.train
 
     geometry = dict(image_size=data.image_size, resize=data.resize, min_side=data.min_side,
                     max_side=data.max_side, size_divisor=data.size_divisor)
 
+    replicas = strategy.num_replicas_in_sync
+    if train.batch_size % replicas:
+        raise InputError("train.batch_size", f"{train.batch_size} images cannot be split evenly over "
+                                             f"{replicas} replicas; use a multiple of {replicas}")
+
     def train_data(epoch):
         for error in train_skipped:
             pipeline_stats().skip(error.source, error.message, strict=False)
-        return build_dataset(
-            train_records, training=True, batch_size=train.batch_size, max_boxes=data.max_boxes,
-            augment=data.augment.for_epoch(epoch, train.epochs), multiscale_sizes=data.multiscale_sizes or None,
-            multiscale_every=data.multiscale_every, min_sides=data.min_sides, seed=train.seed + epoch,
-            strict=data.strict, **geometry)
+
+        def make(batch_size, input_context=None):
+            return build_dataset(
+                train_records, training=True, batch_size=batch_size, max_boxes=data.max_boxes,
+                augment=data.augment.for_epoch(epoch, train.epochs), multiscale_sizes=data.multiscale_sizes or None,
+                multiscale_every=data.multiscale_every, min_sides=data.min_sides, seed=train.seed + epoch,
+                strict=data.strict, input_context=input_context, **geometry)
+
+        return make(train.batch_size) if replicas == 1 else distribute_dataset(strategy, make, train.batch_size)
 
     def val_data():
         return build_dataset(val_records, training=False, batch_size=train.batch_size, max_boxes=data.max_boxes,
