@@ -45,7 +45,7 @@ def make_datasets(config, train_records, val_records, strategy, train_skipped=()
     geometry = dict(image_size=data.image_size, resize=data.resize, min_side=data.min_side,
                     max_side=data.max_side, size_divisor=data.size_divisor)
 
-    replicas = strategy.num_replicas_in_sync
+    replicas = 1 if strategy is None else strategy.num_replicas_in_sync  # None: evaluation, no training
     if train.batch_size % replicas:
         raise InputError("train.batch_size", f"{train.batch_size} images cannot be split evenly over "
                                              f"{replicas} replicas; use a multiple of {replicas}")
