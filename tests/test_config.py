@@ -240,6 +240,7 @@ FASTER_RCNN_OUT_OF_RANGE = {
     "model.fc_dropout": (1, r"model.fc_dropout must be in \[0, 1\), got 1.0"),
     "model.stage_epochs": ([1, 1, 0, 1], r"model.stage_epochs\[2\] must be >= 1, got 0"),
     "model.stage_learning_rates": ([0.1, 0, 0.1, 0.1], r"model.stage_learning_rates\[1\] must be > 0, got 0.0"),
+    "model.stage_step_epochs": ([1, -1, 1, 0], r"model.stage_step_epochs\[1\] must be >= 0, got -1"),
 }
 
 

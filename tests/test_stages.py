@@ -10,6 +10,8 @@ bit, a fresh optimizer (step 0, the stage's learning rate) per stage, and a
 resume after a kill in each stage that reproduces the uninterrupted run.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -198,3 +200,86 @@ def test_prepare_is_idempotent_and_decides_the_trainable_set(tmp_path):
     for _ in range(2):
         stage.prepare(task)
         assert {v.path for v in task.model.trainable_variables} == {"b/kernel", "b/bias"}
+
+
+class FourStageTask(TwoPartTask):
+    """Four stages of 1, 2, 1, 2 epochs; the third has its own learning rate, the fourth its own decay."""
+
+    def stages(self, train_cfg, validation_data=None):
+        return [Stage("s1", 1), Stage("s2", 2), Stage("s3", 1, learning_rate=0.5),
+                Stage("s4", 2, step_epochs=(1,))]
+
+
+def test_step_decay_fires_at_the_run_epochs_across_stages_and_at_a_stage_own(tmp_path):
+    """The learning rate of every step against a table written by hand (STEPS = 2 steps per epoch).
+
+    Run schedule: peak 0.1, x0.1 at run epochs 1 and 3 (``train.step_epochs``). Stage s3 (run epoch 3)
+    has its own peak 0.5 and starts after both decays: 0.5 x 0.01; s4 has its own decay after its
+    first epoch (as each alternating step of Faster R-CNN), from the run's peak.
+    On the old engine each stage's optimizer counted the run's epochs from its own start, so the
+    decay at epoch 3 never fired in a 1- or 2-epoch stage.
+    """
+    cfg = TrainConfig(epochs=1, batch_size=4, optimizer="sgd", learning_rate=0.1, warmup_epochs=0,
+                      schedule="step", step_epochs=(1, 3), step_factor=0.1, weight_decay=0.0, clip_norm=0.0,
+                      log_every=1)
+    run = Trainer(FourStageTask(), cfg, tmp_path, data, STEPS, progress=False)
+    rates = []
+    step = run.train_step
+
+    def recording(batch):
+        rates.append(float(run._learning_rate(run._iterations())))
+        return step(batch)
+
+    run.train_step = recording
+    run.fit()
+    table = [0.1, 0.1,                      # s1, run epoch 0
+             0.01, 0.01, 0.01, 0.01,        # s2, run epochs 1-2: after the decay at 1
+             0.005, 0.005,                  # s3, run epoch 3: its own peak 0.5, after both decays
+             0.1, 0.1, 0.01, 0.01]          # s4, run epochs 4-5: its own decay after its epoch 1
+    np.testing.assert_allclose(rates, table, rtol=1e-6)
+
+
+def _alternating(**model):
+    from types import SimpleNamespace
+
+    from detect.faster_rcnn.config import FasterRcnnConfig
+    from detect.faster_rcnn.stages import training_stages
+
+    train = dict(schedule="step", learning_rate=0.001)
+    train.update(model.pop("train", {}))
+    task = SimpleNamespace(config=FasterRcnnConfig(backbone="tiny", **model))
+    return training_stages(task, TrainConfig(**train))
+
+
+def test_faster_rcnn_steps_decay_in_their_own_terms_as_the_original_solvers():
+    """[16, 8, 16, 8] epochs with decays [12, 6, 12, 6]: each step restarts at the base rate."""
+    stages = _alternating(stage_epochs=(16, 8, 16, 8), stage_step_epochs=(12, 6, 12, 0),
+                          train=dict(step_epochs=(10,)))  # train.step_epochs: the joint schedule's
+    assert [s.step_epochs for s in stages] == [(12,), (6,), (12,), ()]
+    for stage, start in zip(stages, (0, 16, 24, 40)):
+        cfg = stage.train_config(TrainConfig(schedule="step", learning_rate=0.001, step_epochs=(10,)), start=start)
+        assert cfg.learning_rate == 0.001 and cfg.step_epochs == stage.step_epochs and cfg.epochs == stage.epochs
+    # Without stage_step_epochs the run's step_epochs hold, counted over the whole run.
+    assert [s.step_epochs for s in _alternating(stage_epochs=(2, 1, 2, 1))] == [None] * 4
+
+
+@pytest.mark.parametrize("model, message", [
+    (dict(stage_epochs=(16, 8, 16, 8), stage_step_epochs=(12, 8, 12, 6)),
+     r"step 'detector' decays after its epoch 8, but it trains 8 epochs"),
+    (dict(stage_epochs=(2, 1, 2, 1), stage_step_epochs=(1, 0, 1, 0), train=dict(schedule="cosine")),
+     r"needs train.schedule: step"),
+])
+def test_faster_rcnn_decays_that_would_never_fire_are_refused(model, message):
+    from detect.errors import InputError
+
+    with pytest.raises(InputError, match=message):
+        _alternating(**model)
+
+
+def test_the_voc_config_states_the_original_budget():
+    from detect.train.experiment import load_experiment
+
+    config = load_experiment(Path(__file__).resolve().parents[1] / "configs" / "faster_rcnn_voc.yaml",
+                             ["model.backbone_weights=null"])
+    assert config.model.stage_epochs == (16, 8, 16, 8) and config.model.stage_step_epochs == (12, 6, 12, 6)
+    assert config.train.step_epochs == (10,) and config.train.epochs == 14 and config.train.schedule == "step"

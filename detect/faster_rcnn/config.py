@@ -77,6 +77,16 @@ class FasterRcnnConfig:
         iterations.
       stage_learning_rates: peak learning rate of each step, > 0; empty =
         ``train.learning_rate`` for every step (as the original).
+      stage_step_epochs: with ``train.schedule: step``, the epoch of each
+        alternating step, counted from that step's start, after which its
+        learning rate is multiplied by ``train.step_factor``; 0 = no decay in
+        that step (e.g. [6, 3, 6, 3] for 8/4/8/4-epoch steps: the original's
+        solvers restart each step at the base rate and step it down at 60k
+        of 80k and 30k of 40k iterations). Set, it replaces
+        ``train.step_epochs`` for the alternating steps, which then stays the
+        joint schedule's (as ``stage_epochs`` and ``train.epochs``); empty:
+        ``train.step_epochs``, counted over the whole run
+        (``Stage.train_config``).
       loss_normalization: "code" (py-faster-rcnn's code) or "paper" (the
         paper's N_cls / N_reg with lambda 10).
       score_threshold: detections at or below it are dropped, in [0, 1]
@@ -119,6 +129,7 @@ class FasterRcnnConfig:
     training: str = one_of("alternating", TRAINING_SCHEDULES)
     stage_epochs: Tuple[int, ...] = bounded((), ge=1)
     stage_learning_rates: Tuple[float, ...] = bounded((), gt=0)
+    stage_step_epochs: Tuple[int, ...] = bounded((), ge=0)
     loss_normalization: str = one_of("code", LOSS_NORMALIZATIONS)
     score_threshold: float = bounded(0.001, ge=0, le=1)
     iou_threshold: float = bounded(0.3, ge=0, le=1)
@@ -139,7 +150,7 @@ class FasterRcnnConfig:
         if self.roi_bg_iou_lo > self.roi_bg_iou_hi:
             raise FieldError("roi_bg_iou_lo", f"must be <= roi_bg_iou_hi ({self.roi_bg_iou_hi}), "
                                               f"got {self.roi_bg_iou_lo}")
-        for key in ("stage_epochs", "stage_learning_rates"):
+        for key in ("stage_epochs", "stage_learning_rates", "stage_step_epochs"):
             value = getattr(self, key)
             if value and len(value) != len(ALTERNATING_RATIO):
                 raise FieldError(key, f"needs one value per alternating step ({len(ALTERNATING_RATIO)}), "

@@ -28,6 +28,7 @@ trained, proposals as constants.
 """
 
 from detect.backbones import freeze_backbone
+from detect.errors import InputError
 from detect.models.protocol import Stage
 
 # What a forward pass computes (``FasterRcnnTask.forward``'s ``mode``, each stage's ``Stage.mode``):
@@ -116,6 +117,7 @@ def training_stages(task, train_cfg, validation_data=None):
                       trainable=_variables("backbone", "rpn", "head"))]
     epochs = cfg.alternating_epochs(train_cfg.epochs)
     rates = tuple(cfg.stage_learning_rates) or (None,) * len(STEP_NAMES)
+    decays = _step_decays(cfg, train_cfg, epochs)
 
     def recall(task):
         return task.proposal_recall(validation_data())
@@ -123,11 +125,32 @@ def training_stages(task, train_cfg, validation_data=None):
     rpn_eval = dict(evaluate=recall, validate=validation_data is not None, select_best=False)
     return [
         Stage(STEP_NAMES[0], epochs[0], mode=RPN, prepare=prepare_rpn, trainable=_variables("backbone", "rpn"),
-              learning_rate=rates[0], **rpn_eval),
+              learning_rate=rates[0], step_epochs=decays[0], **rpn_eval),
         Stage(STEP_NAMES[1], epochs[1], mode=OWN_DETECTOR, prepare=prepare_detector,
-              trainable=_variables("detector_backbone", "head"), learning_rate=rates[1], select_best=False),
+              trainable=_variables("detector_backbone", "head"), learning_rate=rates[1], step_epochs=decays[1],
+              select_best=False),
         Stage(STEP_NAMES[2], epochs[2], mode=RPN, prepare=prepare_rpn_shared, trainable=_variables("rpn"),
-              learning_rate=rates[2], **rpn_eval),
+              learning_rate=rates[2], step_epochs=decays[2], **rpn_eval),
         Stage(STEP_NAMES[3], epochs[3], mode=DETECTOR, prepare=prepare_detector_shared,
-              trainable=_variables("head"), learning_rate=rates[3], select_best=True),
+              trainable=_variables("head"), learning_rate=rates[3], step_epochs=decays[3], select_best=True),
     ]
+
+
+def _step_decays(cfg, train_cfg, epochs):
+    """Each step's own decay epochs (``model.stage_step_epochs``), or None per step for the run's.
+
+    Raises:
+      InputError: a decay that would never fire (at or past its step's last
+        epoch, or without ``train.schedule: step``).
+    """
+    if not cfg.stage_step_epochs:
+        return (None,) * len(STEP_NAMES)
+    key = "model.stage_step_epochs"
+    if train_cfg.schedule != "step":
+        raise InputError(key, f"needs train.schedule: step (it is {train_cfg.schedule!r}); the decay would never "
+                              f"apply")
+    for name, at, length in zip(STEP_NAMES, cfg.stage_step_epochs, epochs):
+        if at >= length:
+            raise InputError(key, f"step {name!r} decays after its epoch {at}, but it trains {length} epochs "
+                                  f"(model.stage_epochs): the decay would never fire; use 1..{length - 1}, or 0")
+    return tuple((int(at),) if at else () for at in cfg.stage_step_epochs)

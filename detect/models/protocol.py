@@ -66,7 +66,7 @@ family.
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable, Optional, Protocol, runtime_checkable
+from typing import Any, Callable, Hashable, Optional, Protocol, Tuple, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,10 @@ class Stage:
         (e.g. proposal recall for an RPN-only stage); None: the trainer's.
       select_best: this stage's ``mAP50`` competes for the best checkpoint;
         False for stages whose metric is not the detector's mAP.
+      step_epochs: with ``train.schedule: step``, this stage's own decay
+        epochs, counted from its start (e.g. each step of Faster R-CNN's
+        alternation, as the original's solvers); None: the run's
+        ``train.step_epochs`` (``train_config``).
     """
 
     name: str
@@ -108,12 +112,29 @@ class Stage:
     validate: bool = True
     evaluate: Optional[Callable] = None
     select_best: bool = True
+    step_epochs: Optional[Tuple[int, ...]] = None
 
-    def train_config(self, train_cfg):
-        """``train_cfg`` with this stage's epochs and learning rate (and no ``freeze`` schedule)."""
-        overrides = {} if self.learning_rate is None else {"learning_rate": self.learning_rate}
-        # The stage is one step of the freeze schedule, not a schedule of its own.
-        return dataclasses.replace(train_cfg, epochs=self.epochs, freeze="none", freeze_epochs=0, **overrides)
+    def train_config(self, train_cfg, start=0):
+        """``train_cfg`` for this stage, which begins at epoch ``start`` of the run.
+
+        The stage's epochs and learning rate, and no ``freeze`` schedule (the
+        stage is one step of it). Each stage's optimizer, and so its
+        schedule, starts at step 0, hence the step decay is restated in the
+        stage's terms: its own ``step_epochs``, else the run's
+        ``train.step_epochs`` (epochs of the whole run) as this stage sees
+        them: a decay before its start is already in its learning rate, one
+        inside it falls at its epoch counted from the stage's start. So the
+        rate at every step is the run's schedule, however it is cut into
+        stages.
+        """
+        rate = train_cfg.learning_rate if self.learning_rate is None else self.learning_rate
+        steps = self.step_epochs
+        if steps is None:
+            steps = tuple(e - start for e in train_cfg.step_epochs if start < e < start + self.epochs)
+            if train_cfg.schedule == "step":
+                rate *= train_cfg.step_factor ** sum(1 for e in train_cfg.step_epochs if e <= start)
+        return dataclasses.replace(train_cfg, epochs=self.epochs, learning_rate=rate, step_epochs=tuple(steps),
+                                   freeze="none", freeze_epochs=0)
 
 
 @runtime_checkable

@@ -16,7 +16,9 @@ never leaks across stages and un-freezing never meets Keras 3's "Unknown
 variable", and a fresh training step, traced anew, that passes the stage's
 ``mode`` to ``task.forward``: no traced step reads state of the task that a
 stage changes. The optimizer's step, and so the learning-rate schedule, starts
-at 0 in each stage; the checkpoint keeps a global step for the logs.
+at 0 in each stage (warm-up and cosine are the stage's own; the run's
+``train.step_epochs`` are restated in the stage's terms, ``Stage.train_config``,
+unless the stage has its own); the checkpoint keeps a global step for the logs.
 ``--resume`` lands in the stage of the next epoch: it runs that stage's
 ``prepare``, builds its optimizer, and restores the optimizer state only when
 the saved epoch belongs to the same stage (a stage boundary starts afresh,
@@ -157,7 +159,8 @@ class Trainer:
         variables = list(stage.trainable(self.task) if stage.trainable is not None
                          else self.task.model.trainable_variables)
         with self.strategy.scope():
-            self.optimizer = build_optimizer(stage.train_config(self.cfg), self.steps_per_epoch, stage.epochs)
+            self.optimizer = build_optimizer(stage.train_config(self.cfg, start=self._stage_start(index)),
+                                             self.steps_per_epoch, stage.epochs)
             self.optimizer.build(variables)
         self.variables = variables
         self.stage_index = index
