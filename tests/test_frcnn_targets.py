@@ -39,8 +39,9 @@ def rpn_reference(anchors, gt, valid, hw, pos_iou=0.7, neg_iou=0.3, border=0.0):
     """
     n = len(anchors)
     h, w = hw
+    # The original's test, on the same anchor values (generate_anchors reproduces them): x2 < w.
     inside = np.where((anchors[:, 0] >= -border) & (anchors[:, 1] >= -border)
-                      & (anchors[:, 2] <= w + border) & (anchors[:, 3] <= h + border))[0]
+                      & (anchors[:, 2] < w + border) & (anchors[:, 3] < h + border))[0]
     labels = np.full(n, IGNORE)
     matched = np.full(n, NO_MATCH)
     targets = np.zeros((n, 4))
@@ -166,8 +167,8 @@ def test_rpn_border_anchors_are_ignored_and_excluded_from_best_anchor():
     anchors = np.array([
         [-2, 0, 48, 50],    # IoU 0.92 but sticks out on the left
         [10, 10, 60, 60],   # IoU 0.47: the best inside anchor
-        [60, 60, 100, 100],  # touches the right/bottom edge exactly: inside
-        [60, 60, 101, 100],  # one pixel out
+        [60, 60, 99.5, 99.5],  # inside
+        [60, 60, 100, 100],  # x2 = w: outside, as the original's x2 < w (x2 an inclusive corner there)
     ], np.float32)
     valid, hw = np.array([[True]]), np.array([[100, 100]])
     out = rpn_targets(anchors, gt, valid, hw, num_samples=8)
@@ -175,6 +176,22 @@ def test_rpn_border_anchors_are_ignored_and_excluded_from_best_anchor():
     np.testing.assert_array_equal(out["matched_gt"][0], [NO_MATCH, 0, 0, NO_MATCH])
     out = rpn_targets(anchors, gt, valid, hw, num_samples=8, allowed_border=2.0)
     np.testing.assert_array_equal(out["labels"][0], [POSITIVE, IGNORE, NEGATIVE, NEGATIVE])
+
+
+@pytest.mark.parametrize("width", [599, 600, 615])
+def test_rpn_inside_anchors_are_the_originals_on_its_own_anchor_grid(width):
+    """The paper's anchors tiled at stride 16: widths 599 and 615 (7 mod 16) put anchor corners exactly
+    on the image's edge (e.g. 71 + 16 * 33 = 599), where x2 <= w and the original's x2 < w differ."""
+    from detect.ops.anchors import anchor_grid, generate_anchors
+
+    height = 343  # 7 mod 16 as well
+    anchors = anchor_grid(-(-height // 16), -(-width // 16), 16, generate_anchors()).numpy()
+    assert (anchors[:, 3] == height).any() and (anchors[:, 2] == width).any() == (width % 16 == 7)
+    gt = np.array([[[100, 80, 300, 250]]], np.float32)
+    valid, hw = np.array([[True]]), np.array([[height, width]])
+    out = rpn_targets(anchors, gt, valid, hw, num_samples=len(anchors), positive_fraction=1.0)
+    _, matched, _ = rpn_reference(anchors, gt[0], valid[0], (height, width))
+    np.testing.assert_array_equal(out["matched_gt"][0] != NO_MATCH, matched != NO_MATCH)
 
 
 def test_rpn_best_anchors_positive_below_threshold_and_not_clobbered():

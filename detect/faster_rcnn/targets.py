@@ -71,9 +71,12 @@ def rpn_targets(anchors, gt_boxes, gt_valid, image_hw, num_samples=256, positive
     most ``floor(num_samples * positive_fraction)`` positives are sampled and
     negatives fill up to ``num_samples``; all other anchors are ignored.
 
-    Differences from py-faster-rcnn: "inside" is tested in continuous
-    coordinates, ``x2 <= w + allowed_border`` (theirs is ``x2 < w + border``
-    on inclusive pixel corners, the same bound); an object whose best IoU is 0
+    "Inside" is the original's test on the original's anchor values
+    (``generate_anchors`` reproduces them): ``x1 >= -allowed_border`` and
+    ``x2 < w + allowed_border``, likewise in y; an anchor whose corner lies
+    exactly on the edge is outside.
+
+    Differences from py-faster-rcnn: an object whose best IoU is 0
     (e.g. no inside anchor touches it) gives no positive, where theirs would
     make every anchor with IoU 0 to it positive; zero-area and padded ground
     truth never match; the sample is a static-size top-k over random
@@ -111,7 +114,7 @@ def rpn_targets(anchors, gt_boxes, gt_valid, image_hw, num_samples=256, positive
     height, width = image_hw[:, 0:1], image_hw[:, 1:2]  # [B, 1]
     border = float(allowed_border)
     x1, y1, x2, y2 = tf.unstack(anchors[None], axis=-1)  # [1, N] each
-    inside = (x1 >= -border) & (y1 >= -border) & (x2 <= width + border) & (y2 <= height + border)  # [B, N]
+    inside = (x1 >= -border) & (y1 >= -border) & (x2 < width + border) & (y2 < height + border)  # [B, N]
 
     # IoU 0 for outside anchors: never the best of an object (match needs
     # IoU > 0 for that), and their labels are overwritten below.
