@@ -250,3 +250,43 @@ def test_pretrained_first_blocks_stay_frozen_in_the_steps_that_train_a_backbone(
     assert not task.backbone.trainable_variables and not task.rpn.trainable_variables
     stages.prepare_rpn_shared(task)
     assert not task.backbone.trainable_variables and task.rpn.trainable_variables
+
+
+@pytest.mark.parametrize("training", ["alternating", "joint"])
+def test_frozen_batchnorm_keeps_statistics_and_affine_parameters_to_the_bit(training):
+    """model.freeze_bn: after training steps of every step that trains a backbone, each BatchNorm
+    variable of it is unchanged to the bit, while its convolutions moved."""
+    task = FasterRcnnTask(3, FasterRcnnConfig(backbone="tiny", training=training, freeze_bn=True,
+                                              anchor_scales=(1, 2, 4), **SMALL))
+    batch = _batch()
+    steps = [(stages.prepare_joint, stages.JOINT, "backbone")] if training == "joint" else [
+        (stages.prepare_rpn, stages.RPN, "backbone"), (stages.prepare_detector, stages.OWN_DETECTOR,
+                                                       "detector_backbone")]
+    for prepare, mode, part in steps:
+        prepare(task)
+        backbone = getattr(task, part)
+        bn = [w for layer in backbone.layers if isinstance(layer, tf.keras.layers.BatchNormalization)
+              for w in layer.weights]
+        convs = [w for w in backbone.trainable_variables]
+        assert bn and convs and not any(any(w is v for v in convs) for w in bn)
+        before_bn, before_conv = [np.array(w) for w in bn], [np.array(w) for w in convs]
+        variables = task.model.trainable_variables
+        optimizer = tf.keras.optimizers.SGD(0.05)
+        for _ in range(2):
+            with tf.GradientTape() as tape:
+                losses = task.losses(task.forward(batch, training=True, mode=mode), batch)
+            optimizer.apply_gradients(zip(tape.gradient(losses["loss"], variables), variables))
+        for w, b in zip(bn, before_bn):
+            np.testing.assert_array_equal(np.array(w), b, err_msg=w.path)
+        assert any(not np.array_equal(np.array(w), b) for w, b in zip(convs, before_conv))
+
+
+def test_batchnorm_is_frozen_by_default_only_for_a_pretrained_backbone():
+    assert not FasterRcnnConfig(backbone="tiny").batchnorm_frozen()
+    assert FasterRcnnConfig(backbone="resnet50", backbone_weights="imagenet").batchnorm_frozen()
+    assert FasterRcnnConfig(backbone="tiny", init_weights="runs/x").batchnorm_frozen()
+    assert not FasterRcnnConfig(backbone="resnet50", backbone_weights="imagenet", freeze_bn=False).batchnorm_frozen()
+    task = FasterRcnnTask(3, FasterRcnnConfig(backbone="tiny", anchor_scales=(1, 2, 4), **SMALL))
+    stages.prepare_rpn(task)
+    assert all(layer.trainable for layer in task.backbone.layers
+               if isinstance(layer, tf.keras.layers.BatchNormalization))

@@ -14,7 +14,7 @@ import dataclasses
 from typing import Callable
 
 from detect.backbones import darknet, mobilenet, resnet, tiny, vgg
-from detect.backbones.base import CaffePreprocess, FeatureLevel, freeze_backbone
+from detect.backbones.base import CaffePreprocess, FeatureLevel, batchnorm_layers, freeze_backbone, freeze_batchnorm
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +91,8 @@ __all__ = [
     "CaffePreprocess",
     "FeatureLevel",
     "backbone_levels",
+    "batchnorm_layers",
     "build_backbone",
     "freeze_backbone",
+    "freeze_batchnorm",
 ]

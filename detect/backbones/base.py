@@ -212,6 +212,29 @@ def application_backbone(app, name, preprocess, level_layers, levels, input_shap
     return load_local_weights(model, own_weights)
 
 
+def batchnorm_layers(model):
+    """Every ``keras.layers.BatchNormalization`` inside ``model``, nested models included."""
+    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+            if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def freeze_batchnorm(model):
+    """Freezes ``model``'s BatchNormalization layers: statistics and affine parameters fixed, inference mode.
+
+    torchvision's and detectron2's ``FrozenBatchNorm2d`` for detection
+    backbones: at one or two images per batch, batch statistics are too
+    noisy to normalise with or to average. Keras 3 runs a frozen layer with
+    its moving statistics and trains neither them nor ``gamma`` / ``beta``.
+
+    Returns:
+      How many layers were frozen.
+    """
+    layers = batchnorm_layers(model)
+    for layer in layers:
+        layer.trainable = False
+    return len(layers)
+
+
 def freeze_backbone(model, until=None):
     """Freezes the backbone's layers, all of them or up to a named one.
 

@@ -44,6 +44,13 @@ class FasterRcnnConfig:
       freeze_until: last backbone layer frozen; "auto" = conv1-conv2 of
         VGG16 (``block2_pool``) or ResNet50's C2 when ``backbone_weights`` or
         ``init_weights`` is given, nothing otherwise; "" = nothing.
+      freeze_bn: the backbones' BatchNormalization layers keep their
+        statistics and affine parameters (FrozenBatchNorm, as torchvision
+        and detectron2 train Faster R-CNN: batches of 1-2 images give
+        useless batch statistics); null (default) = frozen when the backbone
+        starts from pretrained weights (``backbone_weights`` or
+        ``init_weights``), trained when it starts from scratch, where
+        frozen statistics would be the initial ones. VGG16 has none.
       anchor_scales, anchor_ratios: ``generate_anchors`` scales (x the
         level's stride) and height/width ratios, each > 0, at least one of
         each; 3 x 3 = 9 anchors per cell by default.
@@ -102,6 +109,7 @@ class FasterRcnnConfig:
     init_skip_mismatch: bool = False
     feature_level: str = "C4"
     freeze_until: str = "auto"
+    freeze_bn: Optional[bool] = None
     anchor_scales: Tuple[float, ...] = bounded((8.0, 16.0, 32.0), gt=0)
     anchor_ratios: Tuple[float, ...] = bounded((0.5, 1.0, 2.0), gt=0)
     rpn_width: int = bounded(512, ge=1)
@@ -172,6 +180,12 @@ class FasterRcnnConfig:
         if self.freeze_until == "auto":
             return PRETRAINED_FROZEN.get(self.backbone) if self.backbone_weights or self.init_weights else None
         return self.freeze_until or None
+
+    def batchnorm_frozen(self):
+        """Whether the backbones' BatchNorm layers stay frozen (see ``freeze_bn``)."""
+        if self.freeze_bn is None:
+            return bool(self.backbone_weights or self.init_weights)
+        return self.freeze_bn
 
     def alternating_epochs(self, total_epochs):
         """Epochs of the 4 steps: ``stage_epochs``, else ``total_epochs`` split 2:1:2:1 (each >= 1)."""

@@ -27,7 +27,7 @@ checkpoint.
 trained, proposals as constants.
 """
 
-from detect.backbones import freeze_backbone
+from detect.backbones import freeze_backbone, freeze_batchnorm
 from detect.errors import InputError
 from detect.models.protocol import Stage
 
@@ -50,12 +50,15 @@ def freeze_pretrained(backbone, config):
 
 
 def _set_trainable(task, backbone=False, rpn=False, head=False, detector_backbone=False):
-    """Freezes or unfreezes each part; a trained backbone keeps its pretrained first blocks frozen."""
+    """Freezes or unfreezes each part; a trained backbone keeps its pretrained first blocks frozen,
+    and its BatchNorm frozen under ``model.freeze_bn``."""
     for model, train in ((task.backbone, backbone), (task.detector_backbone, detector_backbone)):
         if model is None:
             continue
         if train:
             freeze_pretrained(model, task.config)
+            if task.config.batchnorm_frozen():
+                freeze_batchnorm(model)
         else:
             model.trainable = False
     task.rpn.trainable = rpn

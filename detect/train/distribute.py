@@ -27,9 +27,9 @@ Several machines (``multi_worker``, TensorFlow's conventions, as Keras'
 import tempfile
 from pathlib import Path
 
-import keras
 import tensorflow as tf
 
+from detect.backbones import batchnorm_layers
 from detect.errors import InputError
 from detect.outputs import remove_stale_temporaries, temporary_sibling
 
@@ -99,8 +99,7 @@ def synchronize_batchnorm(model, strategy, enabled=True):
     """
     if not enabled or strategy.num_replicas_in_sync < 2:
         return 0
-    layers = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
-              if isinstance(layer, keras.layers.BatchNormalization)]
+    layers = batchnorm_layers(model)
     for layer in layers:
         layer.synchronized = True
         layer._moments = _packed_global_moments(layer)
