@@ -290,3 +290,25 @@ def test_batchnorm_is_frozen_by_default_only_for_a_pretrained_backbone():
     stages.prepare_rpn(task)
     assert all(layer.trainable for layer in task.backbone.layers
                if isinstance(layer, tf.keras.layers.BatchNormalization))
+
+
+def test_joint_training_runs_the_rpn_once_and_proposal_recall_traces_once(monkeypatch):
+    task = FasterRcnnTask(3, FasterRcnnConfig(backbone="tiny", training="joint", anchor_scales=(1, 2, 4), **SMALL))
+    calls = []
+    rpn_outputs = task._rpn_outputs
+    monkeypatch.setattr(task, "_rpn_outputs", lambda *args, **kw: calls.append(1) or rpn_outputs(*args, **kw))
+    batch = _batch()
+    outputs = task.forward(batch, training=True)
+    assert len(calls) == 1 and "rpn_objectness" in outputs and "cls_logits" in outputs
+    traces = []
+    make = task._make_recall_fn
+
+    def counting(thresholds):
+        fn = make(thresholds)
+        return lambda b: traces.append(fn.experimental_get_tracing_count()) or fn(b)
+
+    monkeypatch.setattr(task, "_make_recall_fn", counting)
+    data = [{k: v for k, v in batch.items()}] * 2
+    first, second = task.proposal_recall(data), task.proposal_recall(data)
+    assert first == second and 0.0 <= first["recall50"] <= 1.0
+    assert traces == [0, 1, 1, 1]  # compiled at the first batch, never again, across two validations

@@ -159,6 +159,7 @@ class FasterRcnnTask(TaskBase):
             detector_backbone(probe)
         self.training_mode = JOINT if config.training == "joint" else DETECTOR
         self.inference_mode = DETECTOR
+        self._recall_fns = {}  # thresholds -> compiled step of proposal_recall
 
     # ---- parts ------------------------------------------------------------------------
     def backbones(self):
@@ -201,12 +202,18 @@ class FasterRcnnTask(TaskBase):
         return (tf.reshape(tf.cast(objectness, tf.float32), [batch, -1]),
                 tf.reshape(tf.cast(deltas, tf.float32), [batch, -1, 4]))
 
-    def propose(self, batch, training=False, features=None):
-        """Proposals of the shared backbone's RPN for a batch (``generate_proposals``'s dict)."""
+    def propose(self, batch, training=False, features=None, rpn_outputs=None):
+        """Proposals of the shared backbone's RPN for a batch (``generate_proposals``'s dict).
+
+        ``rpn_outputs``: the RPN's (objectness, deltas) on ``features`` when the
+        caller has them (joint training); the RPN head has no dropout or
+        normalisation, so they equal its inference outputs, and its gradient
+        is stopped here either way.
+        """
         cfg = self.config
         if features is None:
             features = self.backbone(batch["image"], training=False)
-        objectness, deltas = self._rpn_outputs(features, training=False)
+        objectness, deltas = rpn_outputs or self._rpn_outputs(features, training=False)
         pre, post = (cfg.train_pre_nms, cfg.train_post_nms) if training else (cfg.test_pre_nms, cfg.test_post_nms)
         return generate_proposals(tf.stop_gradient(objectness), tf.stop_gradient(deltas), self.anchors(features),
                                   batch_image_hw(batch), pre_nms_top_n=pre, post_nms_top_n=post,
@@ -230,13 +237,13 @@ class FasterRcnnTask(TaskBase):
         cfg = self.config
         images = batch["image"]
         features = self.backbone(images, training=training)
-        outputs = {}
+        outputs, rpn_outputs = {}, None
         if training and mode in (RPN, JOINT):
-            objectness, deltas = self._rpn_outputs(features, training)
-            outputs.update(rpn_objectness=objectness, rpn_deltas=deltas, anchors=self.anchors(features))
+            rpn_outputs = self._rpn_outputs(features, training)
+            outputs.update(rpn_objectness=rpn_outputs[0], rpn_deltas=rpn_outputs[1], anchors=self.anchors(features))
             if mode == RPN:
                 return outputs
-        proposals = self.propose(batch, training=training, features=features)
+        proposals = self.propose(batch, training=training, features=features, rpn_outputs=rpn_outputs)
         head_features = self.detector_backbone(images, training=training) if mode == OWN_DETECTOR else features
         if training:
             gt_boxes, gt_classes, gt_valid = _ground_truth(batch)
@@ -301,6 +308,19 @@ class FasterRcnnTask(TaskBase):
         return boxes, scores
 
     # ---- stages -----------------------------------------------------------------------
+    def _make_recall_fn(self, thresholds):
+        """``fn(batch) -> (hits per threshold, ground-truth boxes)``, compiled; ``proposal_recall``'s step."""
+        @tf.function(reduce_retracing=True)
+        def covered(batch):
+            proposals = self.propose(batch, training=False)
+            gt_boxes, _, gt_valid = _ground_truth(batch)
+            overlap = iou(gt_boxes, proposals["boxes"])  # [B, M, P]
+            best = tf.reduce_max(tf.where(proposals["valid"][:, None, :], overlap, 0.0), axis=-1)
+            hits = [tf.reduce_sum(tf.cast(gt_valid & (best >= t), tf.int32)) for t in thresholds]
+            return tf.stack(hits), tf.reduce_sum(tf.cast(gt_valid, tf.int32))
+
+        return covered
+
     def stages(self, train_cfg, validation_data=None):
         """The engine stages of ``config.training`` (see ``detect.faster_rcnn.stages``)."""
         return training_stages(self, train_cfg, validation_data)
@@ -316,15 +336,9 @@ class FasterRcnnTask(TaskBase):
           {"recall50": .., "recall70": ..} for the default thresholds
           (``config.test_post_nms`` proposals per image).
         """
-        @tf.function
-        def covered(batch):
-            proposals = self.propose(batch, training=False)
-            gt_boxes, _, gt_valid = _ground_truth(batch)
-            overlap = iou(gt_boxes, proposals["boxes"])  # [B, M, P]
-            best = tf.reduce_max(tf.where(proposals["valid"][:, None, :], overlap, 0.0), axis=-1)
-            hits = [tf.reduce_sum(tf.cast(gt_valid & (best >= t), tf.int32)) for t in thresholds]
-            return tf.stack(hits), tf.reduce_sum(tf.cast(gt_valid, tf.int32))
-
+        covered = self._recall_fns.get(tuple(thresholds))
+        if covered is None:  # traced once per run (and batch shape), not once per validation
+            covered = self._recall_fns[tuple(thresholds)] = self._make_recall_fn(tuple(thresholds))
         hits, total = np.zeros(len(thresholds), np.int64), 0
         for batch in dataset:
             batch_hits, batch_total = covered({k: batch[k] for k in ("image", "image_hw", "boxes", "classes",
