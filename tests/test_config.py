@@ -153,6 +153,8 @@ OUT_OF_RANGE = {
     "train.learning_rate": (0, "train.learning_rate must be > 0, got 0.0"),
     "train.momentum": (1, r"train.momentum must be in \[0, 1\), got 1.0"),
     "train.weight_decay": (-0.1, r"train.weight_decay must be in \[0, 1\), got -0.1"),
+    "train.l2": (1, r"train.l2 must be in \[0, 1\), got 1.0"),
+    "train.bias_lr_factor": (0, "train.bias_lr_factor must be > 0, got 0.0"),
     "train.warmup_epochs": (-1, "train.warmup_epochs must be >= 0, got -1.0"),
     "train.warmup_start_factor": (1.5, r"train.warmup_start_factor must be in \[0, 1\], got 1.5"),
     "train.final_lr_factor": (-0.1, r"train.final_lr_factor must be in \[0, 1\], got -0.1"),

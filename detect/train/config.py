@@ -25,7 +25,13 @@ class TrainConfig:
       optimizer: "sgd" (momentum) or "adamw".
       learning_rate: peak learning rate (after warm-up), > 0.
       momentum: SGD momentum / AdamW beta_1, in [0, 1).
-      weight_decay: decoupled weight decay, in [0, 1).
+      weight_decay: decoupled weight decay (Keras'), in [0, 1).
+      l2: coupled L2 weight decay, in [0, 1): ``l2 * w`` added to the
+        gradient before momentum, as Caffe's ``weight_decay`` (py-faster-rcnn:
+        0.0005); on the same variables as ``weight_decay`` (kernels).
+      nesterov: Nesterov momentum for SGD (False: classical, Caffe's).
+      bias_lr_factor: the biases' learning rate as a multiple of the rest,
+        > 0 (Caffe's ``lr_mult: 2`` on biases; SGD scales their gradients).
       warmup_epochs: burn-in, >= 0: the learning rate rises from
         ``warmup_start_factor`` x peak (in [0, 1]) to the peak (YOLOv2's
         burn-in).
@@ -72,6 +78,9 @@ class TrainConfig:
     learning_rate: float = bounded(0.01, gt=0)
     momentum: float = bounded(0.9, ge=0, lt=1)
     weight_decay: float = bounded(5e-4, ge=0, lt=1)
+    l2: float = bounded(0.0, ge=0, lt=1)
+    nesterov: bool = True
+    bias_lr_factor: float = bounded(1.0, gt=0)
     warmup_epochs: float = bounded(1.0, ge=0)
     warmup_start_factor: float = bounded(0.01, ge=0, le=1)
     schedule: str = one_of("cosine", SCHEDULES)

@@ -62,7 +62,7 @@ from detect.train.distribute import agree_on_start, is_chief, scratch_dir, synch
 from detect.train.ema import ModelEMA, checkpoint_has_ema
 from detect.train.freeze import freeze_stages
 from detect.train.history import best_of, metrics_line, validation_spread
-from detect.train.optimizer import build_optimizer
+from detect.train.optimizer import build_optimizer, l2_penalty, scale_bias_gradients
 from detect.train.snapshot import changed_keys, read_yaml
 
 
@@ -215,6 +215,7 @@ class Trainer:
         mode = self.stages[self.stage_index].mode
         replicas = strategy.num_replicas_in_sync
         scale_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        l2, bias_factor = self.cfg.l2, self.cfg.bias_lr_factor
 
         def step_fn(batch):
             with tf.GradientTape() as tape:
@@ -222,10 +223,10 @@ class Trainer:
                 losses = task.losses(outputs, batch)
                 # Each replica's loss is a mean over its share; the sum of the
                 # replicas' gradients must be the global mean's gradient.
-                loss = losses["loss"] / replicas
+                loss = (losses["loss"] + l2_penalty(variables, l2)) / replicas
                 if scale_loss:
                     loss = optimizer.scale_loss(loss)
-            grads = tape.gradient(loss, variables)
+            grads = scale_bias_gradients(tape.gradient(loss, variables), variables, bias_factor)
             optimizer.apply_gradients(zip(grads, variables))
             return losses
 
