@@ -312,3 +312,26 @@ def test_joint_training_runs_the_rpn_once_and_proposal_recall_traces_once(monkey
     first, second = task.proposal_recall(data), task.proposal_recall(data)
     assert first == second and 0.0 <= first["recall50"] <= 1.0
     assert traces == [0, 1, 1, 1]  # compiled at the first batch, never again, across two validations
+
+
+@pytest.mark.parametrize("reinit", [True, False])
+def test_reinit_heads_draws_step3_rpn_and_step4_outputs_afresh(reinit):
+    task = FasterRcnnTask(3, FasterRcnnConfig(backbone="tiny", reinit_heads=reinit, anchor_scales=(1, 2, 4),
+                                              **SMALL))
+    for layer in task.rpn.layers + task.head.layers:  # "trained" values, far from any initializer
+        for w in layer.weights:
+            w.assign(tf.fill(w.shape, 3.0))
+    stages.prepare_rpn_shared(task)
+    rpn = [np.array(w) for layer in task.rpn.layers for w in layer.weights]
+    stages.prepare_detector_shared(task)
+    drawn = {name: [np.array(w) for w in task.head.get_layer(name).weights] for name in ("cls_score", "bbox_pred")}
+    kept = [np.array(w) for name in ("fc6", "fc7") for w in task.head.get_layer(name).weights]
+    assert all(np.all(w == 3.0) for w in kept)  # fc6 and fc7 always continue
+    if not reinit:
+        assert all(np.all(w == 3.0) for w in rpn + drawn["cls_score"] + drawn["bbox_pred"])
+        return
+    kernels = [w for w in rpn if w.ndim == 4]
+    assert len(kernels) == 3 and all(abs(w.std() - 0.01) < 0.003 for w in kernels)  # the RPN's N(0, 0.01)
+    assert all(np.all(w == 0) for w in rpn if w.ndim == 1)
+    assert abs(drawn["cls_score"][0].std() - 0.01) < 0.003 and abs(drawn["bbox_pred"][0].std() - 0.001) < 0.0003
+    assert np.all(drawn["cls_score"][1] == 0) and np.all(drawn["bbox_pred"][1] == 0)

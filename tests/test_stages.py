@@ -282,6 +282,7 @@ def test_the_voc_config_states_the_original_budget():
     config = load_experiment(Path(__file__).resolve().parents[1] / "configs" / "faster_rcnn_voc.yaml",
                              ["model.backbone_weights=null"])
     assert config.model.stage_epochs == (16, 8, 16, 8) and config.model.stage_step_epochs == (12, 6, 12, 6)
+    assert config.model.reinit_heads
     assert config.train.step_epochs == (10,) and config.train.epochs == 14 and config.train.schedule == "step"
     train = config.train  # Caffe's SGD (tests/test_sgd_semantics.py)
     assert (train.nesterov, train.weight_decay, train.l2, train.bias_lr_factor, train.clip_norm) == \

@@ -94,6 +94,10 @@ class FasterRcnnConfig:
         joint schedule's (as ``stage_epochs`` and ``train.epochs``); empty:
         ``train.step_epochs``, counted over the whole run
         (``Stage.train_config``).
+      reinit_heads: alternating steps 3 and 4 start the layers they train
+        (the RPN's; the classifier and box regressor) afresh from their
+        initializers, as the original (True), or continue from steps 1
+        and 2 (False, the default).
       loss_normalization: "code" (py-faster-rcnn's code) or "paper" (the
         paper's N_cls / N_reg with lambda 10).
       score_threshold: detections at or below it are dropped, in [0, 1]
@@ -138,6 +142,7 @@ class FasterRcnnConfig:
     stage_epochs: Tuple[int, ...] = bounded((), ge=1)
     stage_learning_rates: Tuple[float, ...] = bounded((), gt=0)
     stage_step_epochs: Tuple[int, ...] = bounded((), ge=0)
+    reinit_heads: bool = False
     loss_normalization: str = one_of("code", LOSS_NORMALIZATIONS)
     score_threshold: float = bounded(0.001, ge=0, le=1)
     iou_threshold: float = bounded(0.3, ge=0, le=1)

@@ -18,6 +18,13 @@ The result is one model whose RPN and detector share one backbone (the
 ``prepare`` is idempotent, so ``--resume`` inside any step redoes it
 safely: step 3's copy reads a backbone that nothing trains after step 2.
 
+``model.reinit_heads``: the original starts step 3's RPN layers and step
+4's classifier and box regressor afresh from their fillers (the models it
+initialises from do not hold them); by default they continue from steps 1
+and 2. Re-drawing is not idempotent, but a resume inside the step
+restores the trained values over it, and a resume at the step's start
+redraws them as the uninterrupted run did.
+
 RPN steps report proposal recall on the validation split (IoU 0.5 and 0.7,
 ``test_post_nms`` proposals) instead of mAP; detector steps report mAP.
 Only the last step, whose model is the final one, competes for the best
@@ -83,13 +90,26 @@ def prepare_detector(task):
     _set_trainable(task, head=True, detector_backbone=True)
 
 
+def reinitialize(layers):
+    """Draws each layer's kernel and bias afresh from its own initializers (Caffe's fillers)."""
+    for layer in layers:
+        for name in ("kernel", "bias"):
+            variable = getattr(layer, name, None)
+            if variable is not None:
+                variable.assign(getattr(layer, f"{name}_initializer")(variable.shape, variable.dtype))
+
+
 def prepare_rpn_shared(task):
     share_detector_backbone(task)
+    if task.config.reinit_heads:  # the original's step 3 starts its RPN layers from their fillers
+        reinitialize([layer for layer in task.rpn.layers if layer.weights])
     task.inference_mode = DETECTOR
     _set_trainable(task, rpn=True)
 
 
 def prepare_detector_shared(task):
+    if task.config.reinit_heads:  # the original's step 4: classifier and box regressor from their fillers
+        reinitialize([task.head.get_layer(name) for name in task.class_dependent_layers()])
     task.inference_mode = DETECTOR
     _set_trainable(task, head=True)
 
