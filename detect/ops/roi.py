@@ -12,6 +12,13 @@ edges). Rather than looping over bins, it builds a 2-D sparse table (range-max
 table) of the feature map once, after which the max over any rectangle is the
 max of four table rows, fetched with one ``tf.gather`` each.
 
+The op reads ``x2`` and ``y2`` as Caffe does, as inclusive pixel corners
+(``round(x2 * scale)`` is the last cell). Faster R-CNN here passes its
+continuous boxes (``x2 = x1 + width``) unchanged, so each RoI reaches one
+input pixel further than the original's RoI of the same box; after the
+rounding at stride 16, about one RoI edge in 16 then ends one feature cell
+further. That is a difference of the model, not of the op, which is exact.
+
 ``roi_align`` follows the semantics of torchvision's ``roi_align`` CPU kernel
 with a fixed ``sampling_ratio``.
 """
