@@ -96,6 +96,7 @@ def test_nms_and_roi_pool_rows_agree_and_report_all_fields():
     assert roi.refs[0].peak_bytes > 0  # numpy, tracemalloc
 
 
+@pytest.mark.slow
 def test_batched_nms_rows_time_the_typical_and_the_fallback_path():
     # A first band of about 64 pairs decides typical images, not this crowd.
     sizes = dict(batch=2, num_boxes=2000, num_classes=4, max_total_size=20, candidate_pool=64)

@@ -552,6 +552,7 @@ def our_lines(text):
     return [line for line in text.strip().splitlines() if not line.startswith(noise)]
 
 
+@pytest.mark.slow
 def test_tool_converts_an_old_header_file_and_load_weights_reads_it(v3_cpu):
     # The same floats behind a 16-byte header (version 0.1.0, an int32 seen), with the CPU batch norm.
     old = v3_cpu["base"] / "old.weights"

@@ -340,7 +340,9 @@ def wait_for_frames(process, dets, frames, also=lambda: True, timeout=120):
     pytest.fail("no progress")
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+# SIGTERM takes the same handler as SIGINT: the slow set only.
+@pytest.mark.parametrize("stop", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)],
+                         ids=["SIGINT", "SIGTERM"])
 def test_ctrl_c_or_sigterm_finishes_the_frame_and_every_file(yolo_run, long_video, tmp_path, stop):
     """Ctrl-C (SIGINT) or SIGTERM mid-video: exit 130 and one line "after N images/frames"; the JSON holds
     exactly frames 0..N-1, equal to the reference; the MP4 has N frames; no journal or temporary is left."""

@@ -213,6 +213,7 @@ def test_truncated_weights_are_named_by_tools_export(tool, capsys, run, tmp_path
 
 # ---- a real SavedModel: loading what may be broken ------------------------------------
 
+@pytest.mark.slow
 def test_real_saved_model_export_and_broken_copies_of_it(tool, capsys, run, tmp_path):
     out = tmp_path / "model"
     code, lines = run_tool(tool, capsys, "--run", run, "--out", out)

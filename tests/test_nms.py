@@ -274,6 +274,7 @@ def test_batched_each_path_on_a_crowd_equals_references(path, monkeypatch):
         _assert_equals_combined_nms(out, boxes, scores, per_class, total, 0.5, score_threshold)
 
 
+@pytest.mark.slow
 def test_batched_forced_paths_per_class_boxes_and_compiled(monkeypatch):
     """Eager == tf.function (on CPU: groups of images in parallel) == XLA, on
     per-class boxes with the box buffer full, and with an image without

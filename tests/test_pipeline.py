@@ -521,6 +521,7 @@ EXIT_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_augmented_pipeline_process_exits_cleanly(tmp_path):
     # Without the pipeline's exit hook about half of such runs abort or hang; one at a time
     # (parallel runs slow each other down and hit the race less often).

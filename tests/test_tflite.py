@@ -244,6 +244,7 @@ def _tool(*args):
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_tools_export_writes_and_checks_a_tflite_model(run_dir, tmp_path):
     out = tmp_path / "cli" / "model.tflite"
     proc = _tool("--run", run_dir, "--format", "tflite", "--quantize", "float16", "--out", out, "--iou", "0.4",
