@@ -1,6 +1,7 @@
 """Faster R-CNN end to end: the 4-step alternating schedule's weight sharing, joint training,
 one training step on every backbone, evaluation from a run, and the shipped configs."""
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -130,6 +131,7 @@ def test_step1_and_step2_train_their_own_backbones(alternating):
     assert _same(start2["backbone"], end2["backbone"]) and _same(start2["rpn"], end2["rpn"])
 
 
+@pytest.mark.slow
 def test_eval_tool_scores_a_run_like_its_last_validation(alternating):
     history, _, config, run = alternating
     out = run.parent / "summary.json"
@@ -140,30 +142,44 @@ def test_eval_tool_scores_a_run_like_its_last_validation(alternating):
     assert json.loads(out.read_text())["mAP"] == pytest.approx(history["epochs"][-1]["mAP50"], abs=0.02)
 
 
-def test_resume_inside_step3_lands_in_step3_and_keeps_the_sharing(shapes_root, tmp_path, monkeypatch, capsys):
+def test_resume_inside_step2_restores_its_own_backbone_and_keeps_the_sharing(shapes_root, tmp_path, monkeypatch,
+                                                                             capsys):
+    # Step 2's backbone is held by the checkpoints only (not the weights files): a resume inside step 2
+    # must find it as the killed run left it, then step 3 shares it.
     from detect.train.engine import Trainer
 
     config = tmp_path / "config.yaml"
-    config.write_text(_config_yaml(shapes_root, "alternating", stage_epochs="[1, 1, 2, 1]"))
+    config.write_text(_config_yaml(shapes_root, "alternating", stage_epochs="[1, 2, 1, 1]"))
     run = tmp_path / "run"
     train_epoch = Trainer._train_epoch
+    seen = {}
 
-    def killed_in_step3(self, epoch, history):
-        if epoch == 3:  # the second of step 3's two epochs
+    def killed_in_step2(self, epoch, history):
+        if epoch == 2:  # 0-based: the second of step 2's two epochs
             raise KeyboardInterrupt
-        return train_epoch(self, epoch, history)
+        result = train_epoch(self, epoch, history)
+        if epoch == 1:
+            seen["committed"] = [np.array(v) for v in self.task.detector_backbone.weights]
+        return result
 
-    monkeypatch.setattr(Trainer, "_train_epoch", killed_in_step3)
+    monkeypatch.setattr(Trainer, "_train_epoch", killed_in_step2)
     with pytest.raises(KeyboardInterrupt):
         train_from_config(config, out_dir=run, progress=False)
-    monkeypatch.setattr(Trainer, "_train_epoch", train_epoch)
+
+    def resumed(self, epoch, history):
+        if epoch == 2:
+            seen["resumed"] = [np.array(v) for v in self.task.detector_backbone.weights]
+        return train_epoch(self, epoch, history)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", resumed)
     tasks = []
     monkeypatch.setattr(stages, "prepare_detector_shared",
                         lambda task, prepare=stages.prepare_detector_shared: (tasks.append(task), prepare(task)))
     history = train_from_config(config, out_dir=run, progress=False, resume=True)
-    assert re.search(r"resumed from epoch 3 \(step \d+\), stage .rpn_shared.", capsys.readouterr().out)
-    assert [e["stage"] for e in history["epochs"]] == ["rpn", "detector", "rpn_shared", "rpn_shared",
+    assert re.search(r"resumed from epoch 2 \(step \d+\), stage .detector.", capsys.readouterr().out)
+    assert [e["stage"] for e in history["epochs"]] == ["rpn", "detector", "detector", "rpn_shared",
                                                        "detector_shared"]
+    assert _same(seen["resumed"], seen["committed"])
     task = tasks[-1]
     assert _same([np.array(v) for v in task.backbone.weights], [np.array(v) for v in task.detector_backbone.weights])
 
@@ -173,15 +189,66 @@ def joint(shapes_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("joint")
     config = out / "config.yaml"
     config.write_text(_config_yaml(shapes_root, "joint", stage_epochs="[]"))
-    return train_from_config(config, out_dir=out / "run", progress=False)
+    return train_from_config(config, out_dir=out / "run", progress=False), config, out / "run"
 
 
 def test_joint_training_sums_both_losses_in_one_stage(joint):
-    assert [e["stage"] for e in joint["epochs"]] == ["joint", "joint"]
-    for e in joint["epochs"]:
+    history = joint[0]
+    assert [e["stage"] for e in history["epochs"]] == ["joint", "joint"]
+    for e in history["epochs"]:
         parts = e["loss_rpn_cls"] + e["loss_rpn_box"] + e["loss_cls"] + e["loss_box"]
         assert e["loss"] == pytest.approx(parts, rel=1e-5)
-    assert 0.0 <= joint["epochs"][-1]["mAP50"] <= 1.0
+    assert 0.0 <= history["epochs"][-1]["mAP50"] <= 1.0
+
+
+def _h5_tensors(path):
+    """{dataset path: shape} of a .weights.h5 file, read with h5py (not Keras)."""
+    import h5py
+
+    found = {}
+    with h5py.File(path, "r") as file:
+        file.visititems(lambda name, item: found.__setitem__(name, item.shape) if isinstance(item, h5py.Dataset)
+                        else None)
+    return found
+
+
+def test_alternating_weights_hold_one_backbone_and_load_into_a_joint_config_and_back(alternating, joint):
+    from detect.train.experiment import load_experiment
+    from detect.models.registry import build_task
+    from detect.train.transfer import init_from
+    from detect.train.weights import load_weights
+
+    _, _, alternating_config, alternating_run = alternating
+    _, joint_config, joint_run = joint
+    saved = _h5_tensors(alternating_run / "best.weights.h5")
+    # Exactly the tensors of a joint run's file: one backbone, the RPN and the head; none of step 2's backbone.
+    assert saved == _h5_tensors(joint_run / "best.weights.h5")
+    alternating_task = build_task(load_experiment(alternating_config).model, 3)
+    backbone_tensors = sum(int(np.prod(v.shape)) for v in alternating_task.backbone.weights)
+    assert sum(int(np.prod(shape)) for shape in saved.values()) == alternating_task.model.count_params()
+    assert alternating_task.model.count_params() > backbone_tensors > 0
+
+    def values(model):
+        return [np.array(v) for v in model.weights]
+
+    # An alternating run into a joint model, a joint run into an alternating one: every tensor as saved.
+    joint_task = build_task(load_experiment(joint_config).model, 3)
+    for task, run in ((joint_task, alternating_run), (alternating_task, joint_run)):
+        load_weights(task.model, run / "best.weights.h5")
+        reference = build_task(load_experiment(joint_config).model, 3)
+        reference.model.load_weights(str(run / "best.weights.h5"))
+        assert _same(values(task.model), values(reference.model))
+    # Fine-tuning an alternating config from a run: step 2's backbone starts as the run's backbone.
+    model_config = dataclasses.replace(load_experiment(alternating_config).model, init_weights=str(joint_run))
+    tf.keras.utils.set_random_seed(5)
+    fresh = build_task(model_config, 3)
+    assert not _same(values(fresh.detector_backbone), values(fresh.backbone))
+    report = init_from(fresh, model_config)
+    assert not report.skipped and not report.reinitialised
+    source = build_task(load_experiment(joint_config).model, 3)
+    source.model.load_weights(str(joint_run / "best.weights.h5"))
+    assert _same(values(fresh.backbone), values(source.backbone))
+    assert _same(values(fresh.detector_backbone), values(source.backbone))
 
 
 def _batch(size=64, classes=3):
@@ -270,7 +337,9 @@ def test_frozen_batchnorm_keeps_statistics_and_affine_parameters_to_the_bit(trai
         convs = [w for w in backbone.trainable_variables]
         assert bn and convs and not any(any(w is v for v in convs) for w in bn)
         before_bn, before_conv = [np.array(w) for w in bn], [np.array(w) for w in convs]
-        variables = task.model.trainable_variables
+        # What the step trains (step 2's backbone is a side model, outside task.model).
+        variables = task.model.trainable_variables + (backbone.trainable_variables if part == "detector_backbone"
+                                                      else [])
         optimizer = tf.keras.optimizers.SGD(0.05)
         for _ in range(2):
             with tf.GradientTape() as tape:

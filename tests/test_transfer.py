@@ -16,12 +16,13 @@ import yaml
 
 from detect.data.shapes import SHAPES_CLASSES, make_shapes
 from detect.errors import InputError
+from detect.models.base import TaskBase
 from detect.train.transfer import init_from, load_matching, variable_keys, weights_config_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-class PairTask:
+class PairTask(TaskBase):
     """backbone (nested: Dense "shared" + BN) -> Dense "pred" with ``classes`` outputs."""
 
     def __init__(self, classes, shared=3, seed=0):

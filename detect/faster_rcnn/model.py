@@ -37,6 +37,7 @@ from detect.faster_rcnn.proposals import generate_proposals
 from detect.faster_rcnn.stages import DETECTOR, JOINT, MODES, OWN_DETECTOR, RPN, freeze_pretrained, training_stages
 from detect.faster_rcnn.targets import proposal_targets, rpn_targets
 from detect.models.base import TaskBase
+from detect.models.protocol import SideModel
 from detect.ops import anchor_grid, clip_boxes, decode_boxes, generate_anchors, iou, roi_align, roi_pool
 
 RPN_SIGMA = 3.0  # py-faster-rcnn's rpn_loss_bbox sigma (beta = 1/9)
@@ -47,6 +48,7 @@ _BOX_INIT = keras.initializers.RandomNormal(stddev=0.001)
 # The detector head's output layers, whose shapes follow the class count (K + 1 scores, 4K deltas).
 CLASSIFIER_LAYER = "cls_score"
 BOX_LAYER = "bbox_pred"
+DETECTOR_BACKBONE = "detector_backbone"  # the side model's name, and its weights' key prefix
 
 
 @keras.saving.register_keras_serializable(package="detect")
@@ -57,18 +59,18 @@ class FasterRcnnModel(keras.Model):
       backbone: images -> the shared feature level [B, H/s, W/s, C].
       rpn: features -> (objectness [B, h, w, A], deltas [B, h, w, 4A]).
       head: pooled RoIs [R, P, P, C] -> (class logits [R, K + 1], deltas [R, 4K]).
-      detector_backbone: step 2's own backbone (alternating only), else None.
 
-    ``call`` runs the backbone and the RPN; the detector's forward pass is
-    ``FasterRcnnTask.forward``.
+    The same parts for joint and alternating training (whose step-2
+    backbone is the task's side model, not saved here), so the weights of
+    one load into the other. ``call`` runs the backbone and the RPN; the
+    detector's forward pass is ``FasterRcnnTask.forward``.
     """
 
-    def __init__(self, backbone, rpn, head, detector_backbone=None, **kwargs):
+    def __init__(self, backbone, rpn, head, **kwargs):
         super().__init__(**kwargs)
         self.backbone = backbone
         self.rpn = rpn
         self.head = head
-        self.detector_backbone = detector_backbone
 
     def call(self, images, training=False):
         return self.rpn(self.backbone(images, training=training), training=training)
@@ -136,6 +138,9 @@ class FasterRcnnTask(TaskBase):
       inference_mode: what ``forward(training=False)`` computes without a
         ``mode`` (``inference_key``): ``DETECTOR``, or ``OWN_DETECTOR`` while
         the alternating step 2 validates its detector (its ``prepare`` sets it).
+      detector_backbone: step 2's own backbone (alternating only, else
+        None), a side model (``training_state``): checkpoints hold it, weights
+        files and exports do not; after step 3 it equals ``backbone`` to the bit.
       base_anchors: [A, 4] anchors of the cell at (0, 0); stride: the level's.
     """
 
@@ -146,17 +151,17 @@ class FasterRcnnTask(TaskBase):
         self.base_anchors = generate_anchors(self.stride, config.anchor_ratios, config.anchor_scales).numpy()
         channels = {level.name: level.channels for level in backbone_levels(config.backbone)}[config.feature_level]
         backbone = _feature_extractor(config, input_shape, "backbone")
-        detector_backbone = (_feature_extractor(config, input_shape, "detector_backbone")
-                             if config.training == "alternating" else None)
+        self.detector_backbone = (_feature_extractor(config, input_shape, DETECTOR_BACKBONE)
+                                  if config.training == "alternating" else None)
         rpn = _rpn_head(channels, len(self.base_anchors), config.rpn_width)
         head = _detector_head(config.pool_size, channels, self.num_classes, config.fc_width, config.fc_dropout)
-        self.model = FasterRcnnModel(backbone, rpn, head, detector_backbone, name=f"faster_rcnn_{config.backbone}")
+        self.model = FasterRcnnModel(backbone, rpn, head, name=f"faster_rcnn_{config.backbone}")
         # Create every variable now (weights load and checkpoints restore into them).
         probe = tf.zeros([1, 4 * self.stride, 4 * self.stride, 3])
         self.model(probe)
         head(tf.zeros([1, config.pool_size, config.pool_size, channels]))
-        if detector_backbone is not None:
-            detector_backbone(probe)
+        if self.detector_backbone is not None:
+            self.detector_backbone(probe)
         self.training_mode = JOINT if config.training == "joint" else DETECTOR
         self.inference_mode = DETECTOR
         self._recall_fns = {}  # thresholds -> compiled step of proposal_recall
@@ -170,13 +175,15 @@ class FasterRcnnTask(TaskBase):
         """Names of the layers whose shapes follow the class count: the classifier and the box regressor."""
         return [CLASSIFIER_LAYER, BOX_LAYER]
 
+    def training_state(self):
+        """Step 2's backbone (alternating), a side model standing in for the shared ``backbone``."""
+        if self.detector_backbone is None:
+            return {}
+        return {DETECTOR_BACKBONE: SideModel(self.detector_backbone, twin="backbone")}
+
     @property
     def backbone(self):
         return self.model.backbone
-
-    @property
-    def detector_backbone(self):
-        return self.model.detector_backbone
 
     @property
     def rpn(self):

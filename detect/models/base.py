@@ -36,6 +36,10 @@ class TaskBase:
         """No layer follows the class count."""
         return []
 
+    def training_state(self):
+        """Nothing is trained outside ``model``."""
+        return {}
+
     def decode(self, outputs, image_hw):
         raise NotImplementedError(f"{type(self).__name__} does not decode its outputs")
 

@@ -52,8 +52,14 @@ makes one from a config). Two protocols, checked by
   the class count, re-initialised when ``model.init_weights`` comes from a
   model of another class count (``detect.train.transfer``).
 
+- ``training_state()``: ``{name: SideModel}``, models that training
+  keeps beside ``model`` (Faster R-CNN's step-2 backbone): checkpoints and
+  the EMA hold them, weights files and exports do not; where a source of
+  ``model.init_weights`` lacks one, it starts as its ``twin``, the
+  top-level part of ``model`` it stands in for.
+
 ``detect.models.base.TaskBase`` gives the defaults (no stages, a constant
-inference key, no parts, no backbones, no class-dependent layers) and the
+inference key, no parts, no backbones, no class-dependent layers, no side models) and the
 shared ``postprocess`` body over a task's ``decode``.
 
 ``TaskConfig``, the ``model:`` section (a frozen dataclass registered in
@@ -67,6 +73,21 @@ family.
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Optional, Protocol, Tuple, runtime_checkable
+
+
+@dataclass(frozen=True)
+class SideModel:
+    """A model trained beside the task's ``model`` and left out of what it saves (``training_state``).
+
+    Attributes:
+      model: the Keras model; its weights' keys are prefixed with its ``name``.
+      twin: name of the top-level part of ``model`` it stands in for (the
+        same architecture), whose weights it starts from when a source of
+        ``model.init_weights`` holds none of its own.
+    """
+
+    model: Any
+    twin: str
 
 
 @dataclass(frozen=True)
@@ -200,5 +221,8 @@ class Task(Protocol):
     def class_dependent_layers(self):
         """Names of the layers whose shapes follow the class count."""
 
+    def training_state(self):
+        """``{name: SideModel}`` trained beside ``model``, held by checkpoints, not by weights files."""
 
-__all__ = ["Stage", "Task", "TaskConfig"]
+
+__all__ = ["SideModel", "Stage", "Task", "TaskConfig"]

@@ -118,7 +118,9 @@ class Trainer:
         self.images_per_batch = images_per_batch or train_cfg.batch_size
         self.progress = progress
         self.epoch_report = epoch_report
-        synced = synchronize_batchnorm(task.model, self.strategy, train_cfg.sync_batchnorm)
+        side_models = [side.model for side in task.training_state().values()]
+        synced = sum(synchronize_batchnorm(model, self.strategy, train_cfg.sync_batchnorm)
+                     for model in [task.model, *side_models])
         if synced:
             print(f"{synced} BatchNormalization layers use the statistics of the global batch "
                   f"({self.strategy.num_replicas_in_sync} replicas; train.sync_batchnorm)", flush=True)
@@ -127,7 +129,8 @@ class Trainer:
         with self.strategy.scope():
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-            self.ema = ModelEMA(task.model.weights, train_cfg.ema_decay, train_cfg.ema_tau) if train_cfg.ema else None
+            averaged = task.model.weights + [w for model in side_models for w in model.weights]
+            self.ema = ModelEMA(averaged, train_cfg.ema_decay, train_cfg.ema_tau) if train_cfg.ema else None
         self.store = CheckpointStore(self.out_dir, None)  # this process's saves
         # The run's committed checkpoints, read on resume (the chief's own store on the chief).
         self.saved = self.store if self.is_chief else CheckpointStore(self.run_dir, None, create=False)
@@ -177,6 +180,7 @@ class Trainer:
 
     def _checkpoint(self, with_optimizer):
         parts = dict(model=self.task.model, epoch=self.epoch, step=self.step)
+        parts.update({name: side.model for name, side in self.task.training_state().items()})
         if self.ema is not None:
             parts["ema"] = self.ema.checkpoint()
         if with_optimizer:

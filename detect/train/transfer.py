@@ -25,6 +25,10 @@ Each tensor is found by its key, the names of the layers that lead to it
   which leaves them as built (skipped);
 - source tensors the model lacks are counted as unused.
 
+A side model of the task (``training_state``: Faster R-CNN's step-2
+backbone, which weights files do not hold) takes its own keys from the
+source, else those of its twin (``backbone/...``).
+
 A backbone source is matched against the backbones' tensors only.
 ``TransferReport.table`` is what training prints.
 """
@@ -139,14 +143,15 @@ def load_matching(task, values, source, scopes=("",), skip_mismatch=False):
     class_dependent = set(task.class_dependent_layers())
     report = TransferReport(source)
     assignments, mismatches, used = [], [], set()
-    for key, variable in variable_keys(task.model):
+    for key, variable, twin_key in _task_variable_keys(task):
         if not key.startswith(scopes):
             continue
         shape = tuple(variable.shape)
         layer = key.split("/")[-2]  # a key is layer names, then the variable's name
-        value = values.get(key)
+        found = key if key in values else twin_key  # a side model starts as its twin where the source lacks it
+        value = values.get(found)
         if value is not None:
-            used.add(key)
+            used.add(found)
         if value is not None and tuple(value.shape) == shape:
             assignments.append((variable, value))
             report.loaded.append((key, shape))
@@ -165,6 +170,15 @@ def load_matching(task, values, source, scopes=("",), skip_mismatch=False):
     for variable, value in assignments:
         variable.assign(np.asarray(value, dtype=variable.dtype))
     return report
+
+
+def _task_variable_keys(task):
+    """``[(key, variable, twin key)]`` of ``task.model`` (twin key None) and of its side models
+    (``training_state``; keys prefixed with the side model's name, twin keys with its twin's)."""
+    found = [(key, variable, None) for key, variable in variable_keys(task.model)]
+    for name, side in task.training_state().items():
+        found += [(f"{name}/{key}", variable, f"{side.twin}/{key}") for key, variable in variable_keys(side.model)]
+    return found
 
 
 def _backbones(task):
