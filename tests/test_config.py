@@ -243,6 +243,7 @@ FASTER_RCNN_OUT_OF_RANGE = {
     "model.stage_epochs": ([1, 1, 0, 1], r"model.stage_epochs\[2\] must be >= 1, got 0"),
     "model.stage_learning_rates": ([0.1, 0, 0.1, 0.1], r"model.stage_learning_rates\[1\] must be > 0, got 0.0"),
     "model.stage_step_epochs": ([1, -1, 1, 0], r"model.stage_step_epochs\[1\] must be >= 0, got -1"),
+    "model.stage_batch_sizes": ([1, 0, 1, 2], r"model.stage_batch_sizes\[1\] must be >= 1, got 0"),
 }
 
 

@@ -276,14 +276,76 @@ def test_faster_rcnn_decays_that_would_never_fire_are_refused(model, message):
         _alternating(**model)
 
 
-def test_the_voc_config_states_the_original_budget():
+def test_the_voc_config_states_the_original_budget(tmp_path, capsys):
+    """The original's iterations: 80k / 40k / 80k / 40k at 1 / 2 / 1 / 2 images (16 passes over the 5,011
+    images of VOC07 trainval in each step), decays at 60k / 30k, as the plan training prints at its start."""
+    from detect.models.registry import build_task
     from detect.train.experiment import load_experiment
 
     config = load_experiment(Path(__file__).resolve().parents[1] / "configs" / "faster_rcnn_voc.yaml",
                              ["model.backbone_weights=null"])
-    assert config.model.stage_epochs == (16, 8, 16, 8) and config.model.stage_step_epochs == (12, 6, 12, 6)
-    assert config.model.reinit_heads
+    model = config.model
+    assert model.stage_epochs == (16,) * 4 and model.stage_step_epochs == (12,) * 4
+    assert model.stage_batch_sizes == (1, 2, 1, 2) and model.roi_batch == 64 and model.reinit_heads
     assert config.train.step_epochs == (10,) and config.train.epochs == 14 and config.train.schedule == "step"
     train = config.train  # Caffe's SGD (tests/test_sgd_semantics.py)
     assert (train.nesterov, train.weight_decay, train.l2, train.bias_lr_factor, train.clip_norm) == \
         (False, 0.0, 0.0005, 2.0, 0.0)
+
+    run = Trainer(build_task(model, 20), train, tmp_path, data, 5011, train_images=5011, progress=False)
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("  ")][1:]
+    assert rows == [
+        ["rpn", "16", "1", "5,011", "80,176", "60,132"],
+        ["detector", "16", "2", "2,505", "40,080", "30,060"],
+        ["rpn_shared", "16", "1", "5,011", "80,176", "60,132"],
+        ["detector_shared", "16", "2", "2,505", "40,080", "30,060"]]
+    # And it trains: three steps of step 1 (VGG16 from scratch, one small image).
+    batch = {"image": tf.random.stateless_uniform([1, 96, 128, 3], seed=(1, 2), maxval=255.0),
+             "image_hw": tf.constant([[96, 128]]), "boxes": tf.constant([[[8.0, 10.0, 70.0, 60.0]]]),
+             "classes": tf.constant([[3]])}
+    losses = [float(run.train_step(batch)["loss"]) for _ in range(3)]
+    assert all(np.isfinite(losses)) and int(run.step.numpy()) == 3
+
+
+class OwnBatchTask(TwoPartTask):
+    """A stage at the run's 4 images per step, then one at its own 2."""
+
+    def stages(self, train_cfg, validation_data=None):
+        return [Stage("whole", 1), Stage("halves", 1, batch_size=2)]
+
+
+def test_a_stage_with_its_own_batch_size_steps_through_every_image(tmp_path, capsys):
+    cfg = TrainConfig(epochs=1, batch_size=4, optimizer="sgd", learning_rate=0.1, warmup_epochs=0,
+                      schedule="step", weight_decay=0.0, clip_norm=0.0, log_every=1)
+    calls, sizes = [], []
+
+    def sized_data(epoch, batch_size=4):
+        calls.append((epoch, batch_size))
+        return data(epoch).unbatch().batch(batch_size)
+
+    run = Trainer(OwnBatchTask(), cfg, tmp_path, sized_data, STEPS, train_images=8, progress=False)
+    assert "halves                1            2            4           4" in capsys.readouterr().out
+    step = run.train_step
+
+    def recording(batch):
+        sizes.append(int(batch["image"].shape[0]))
+        return step(batch)
+
+    run.train_step = recording
+    run.fit()
+    assert calls == [(0, 4), (1, 2)]
+    assert sizes == [4, 4, 2, 2, 2, 2]  # 8 images in each epoch
+
+
+def test_a_stage_batch_that_the_replicas_cannot_split_is_refused_before_training(tmp_path):
+    from detect.errors import InputError
+
+    class OddBatchTask(TwoPartTask):
+        def stages(self, train_cfg, validation_data=None):
+            return [Stage("whole", 1), Stage("odd", 1, batch_size=3)]
+
+    cfg = TrainConfig(epochs=1, batch_size=4, optimizer="sgd", learning_rate=0.1, warmup_epochs=0)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])  # tests/conftest.py's two logical CPUs
+    with pytest.raises(InputError, match=r"stage 'odd': 3 images per step cannot be split evenly over 2 replicas"):
+        Trainer(OddBatchTask(), cfg, tmp_path, data, STEPS, strategy=strategy, train_images=8, progress=False)
+    assert not (tmp_path / "checkpoints").exists()

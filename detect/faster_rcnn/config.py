@@ -94,6 +94,10 @@ class FasterRcnnConfig:
         joint schedule's (as ``stage_epochs`` and ``train.epochs``); empty:
         ``train.step_epochs``, counted over the whole run
         (``Stage.train_config``).
+      stage_batch_sizes: images per training step of each alternating
+        step, each >= 1 (the original: 1, 2, 1, 2); an epoch is still one
+        pass over the training images, so a step of 2 images takes half
+        the iterations per epoch. Empty: ``train.batch_size`` for every step.
       reinit_heads: alternating steps 3 and 4 start the layers they train
         (the RPN's; the classifier and box regressor) afresh from their
         initializers, as the original (True), or continue from steps 1
@@ -142,6 +146,7 @@ class FasterRcnnConfig:
     stage_epochs: Tuple[int, ...] = bounded((), ge=1)
     stage_learning_rates: Tuple[float, ...] = bounded((), gt=0)
     stage_step_epochs: Tuple[int, ...] = bounded((), ge=0)
+    stage_batch_sizes: Tuple[int, ...] = bounded((), ge=1)
     reinit_heads: bool = False
     loss_normalization: str = one_of("code", LOSS_NORMALIZATIONS)
     score_threshold: float = bounded(0.001, ge=0, le=1)
@@ -163,7 +168,7 @@ class FasterRcnnConfig:
         if self.roi_bg_iou_lo > self.roi_bg_iou_hi:
             raise FieldError("roi_bg_iou_lo", f"must be <= roi_bg_iou_hi ({self.roi_bg_iou_hi}), "
                                               f"got {self.roi_bg_iou_lo}")
-        for key in ("stage_epochs", "stage_learning_rates", "stage_step_epochs"):
+        for key in ("stage_epochs", "stage_learning_rates", "stage_step_epochs", "stage_batch_sizes"):
             value = getattr(self, key)
             if value and len(value) != len(ALTERNATING_RATIO):
                 raise FieldError(key, f"needs one value per alternating step ({len(ALTERNATING_RATIO)}), "

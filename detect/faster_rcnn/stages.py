@@ -140,6 +140,7 @@ def training_stages(task, train_cfg, validation_data=None):
                       trainable=_variables("backbone", "rpn", "head"))]
     epochs = cfg.alternating_epochs(train_cfg.epochs)
     rates = tuple(cfg.stage_learning_rates) or (None,) * len(STEP_NAMES)
+    batches = tuple(cfg.stage_batch_sizes) or (None,) * len(STEP_NAMES)
     decays = _step_decays(cfg, train_cfg, epochs)
 
     def recall(task):
@@ -148,14 +149,15 @@ def training_stages(task, train_cfg, validation_data=None):
     rpn_eval = dict(evaluate=recall, validate=validation_data is not None, select_best=False)
     return [
         Stage(STEP_NAMES[0], epochs[0], mode=RPN, prepare=prepare_rpn, trainable=_variables("backbone", "rpn"),
-              learning_rate=rates[0], step_epochs=decays[0], **rpn_eval),
+              learning_rate=rates[0], step_epochs=decays[0], batch_size=batches[0], **rpn_eval),
         Stage(STEP_NAMES[1], epochs[1], mode=OWN_DETECTOR, prepare=prepare_detector,
               trainable=_variables("detector_backbone", "head"), learning_rate=rates[1], step_epochs=decays[1],
-              select_best=False),
+              batch_size=batches[1], select_best=False),
         Stage(STEP_NAMES[2], epochs[2], mode=RPN, prepare=prepare_rpn_shared, trainable=_variables("rpn"),
-              learning_rate=rates[2], step_epochs=decays[2], **rpn_eval),
+              learning_rate=rates[2], step_epochs=decays[2], batch_size=batches[2], **rpn_eval),
         Stage(STEP_NAMES[3], epochs[3], mode=DETECTOR, prepare=prepare_detector_shared,
-              trainable=_variables("head"), learning_rate=rates[3], step_epochs=decays[3], select_best=True),
+              trainable=_variables("head"), learning_rate=rates[3], step_epochs=decays[3], batch_size=batches[3],
+              select_best=True),
     ]
 
 

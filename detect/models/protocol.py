@@ -122,6 +122,9 @@ class Stage:
         epochs, counted from its start (e.g. each step of Faster R-CNN's
         alternation, as the original's solvers); None: the run's
         ``train.step_epochs`` (``train_config``).
+      batch_size: images per training step in this stage (the engine
+        builds the stage's batches and counts its steps per epoch with it);
+        None: ``train.batch_size``.
     """
 
     name: str
@@ -134,6 +137,7 @@ class Stage:
     evaluate: Optional[Callable] = None
     select_best: bool = True
     step_epochs: Optional[Tuple[int, ...]] = None
+    batch_size: Optional[int] = None
 
     def train_config(self, train_cfg, start=0):
         """``train_cfg`` for this stage, which begins at epoch ``start`` of the run.

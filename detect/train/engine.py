@@ -88,8 +88,9 @@ class Trainer:
         last three are exports of the committed checkpoint, rebuilt on resume.
         Several workers: the chief writes it, every worker resumes from it.
       train_data: ``fn(epoch) -> tf.data.Dataset`` of training batches; the
-        epoch seeds its order, so a resumed epoch sees the same data.
-      steps_per_epoch: batches per epoch.
+        epoch seeds its order, so a resumed epoch sees the same data. Called
+        ``fn(epoch, batch_size=n)`` in a stage with its own ``batch_size``.
+      steps_per_epoch: batches of ``train.batch_size`` per epoch.
       evaluate: ``fn(task) -> dict`` with at least ``mAP50`` and ``AP``, or
         None for no validation.
       strategy: a ``tf.distribute.Strategy`` (the task built in its scope).
@@ -100,11 +101,13 @@ class Trainer:
         training epoch (e.g. the input pipeline's skipped-image summary).
       validation_data: optional ``fn() -> dataset`` of validation batches,
         handed to ``task.stages``.
+      train_images: training images per epoch; needed by stages with their
+        own ``batch_size`` (their steps per epoch).
     """
 
     def __init__(self, task, train_cfg, run_dir, train_data, steps_per_epoch, evaluate=None, strategy=None,
                  config_snapshot=None, images_per_batch=None, progress=True, epoch_report=None,
-                 validation_data=None):
+                 validation_data=None, train_images=None):
         self.task = task
         self.cfg = train_cfg
         self.strategy = strategy or tf.distribute.get_strategy()
@@ -115,7 +118,8 @@ class Trainer:
         self.train_data = train_data
         self.steps_per_epoch = int(steps_per_epoch)
         self.evaluate = evaluate
-        self.images_per_batch = images_per_batch or train_cfg.batch_size
+        self.images_per_batch = self.run_batch = images_per_batch or train_cfg.batch_size
+        self.train_images = train_images
         self.progress = progress
         self.epoch_report = epoch_report
         side_models = [side.model for side in task.training_state().values()]
@@ -126,6 +130,14 @@ class Trainer:
                   f"({self.strategy.num_replicas_in_sync} replicas; train.sync_batchnorm)", flush=True)
         self.stages = self._plan_stages(task, train_cfg, validation_data)
         self.total_epochs = sum(stage.epochs for stage in self.stages)
+        replicas = self.strategy.num_replicas_in_sync
+        for stage in self.stages:
+            if stage.batch_size and stage.batch_size % replicas:
+                raise InputError(f"stage {stage.name!r}", f"{stage.batch_size} images per step cannot be split "
+                                                          f"evenly over {replicas} replicas; use a multiple of "
+                                                          f"{replicas}")
+        if len(self.stages) > 1 and self.is_chief:
+            print(self.plan(), flush=True)
         with self.strategy.scope():
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -163,10 +175,11 @@ class Trainer:
                          else self.task.model.trainable_variables)
         with self.strategy.scope():
             self.optimizer = build_optimizer(stage.train_config(self.cfg, start=self._stage_start(index)),
-                                             self.steps_per_epoch, stage.epochs)
+                                             self._stage_steps(stage), stage.epochs)
             self.optimizer.build(variables)
         self.variables = variables
         self.stage_index = index
+        self.images_per_batch = stage.batch_size or self.run_batch
         self.store.checkpoint = self._checkpoint(with_optimizer=True)
         self._train_step = None
 
@@ -211,6 +224,28 @@ class Trainer:
 
     def _stage_start(self, index):
         return sum(stage.epochs for stage in self.stages[:index])
+
+    def _stage_steps(self, stage):
+        """Training steps per epoch of ``stage`` (its own batch size, else the run's)."""
+        if stage.batch_size in (None, self.run_batch):
+            return self.steps_per_epoch
+        if self.train_images is None:
+            raise ValueError(f"stage {stage.name!r} has its own batch size; the Trainer needs train_images")
+        return max(self.train_images // stage.batch_size, 1)
+
+    def plan(self):
+        """The stages as a table: epochs, images per step, steps per epoch, iterations, and the
+        iterations after which the learning rate steps down (``train.schedule: step``)."""
+        lines = ["training plan (an epoch is one pass over the training images):",
+                 f"  {'stage':16}{'epochs':>7}{'images/step':>13}{'steps/epoch':>13}{'iterations':>12}  decays after"]
+        for index, stage in enumerate(self.stages):
+            steps = self._stage_steps(stage)
+            decays = stage.train_config(self.cfg, start=self._stage_start(index)).step_epochs \
+                if self.cfg.schedule == "step" else ()
+            after = ", ".join(f"{e * steps:,}" for e in decays) or "-"
+            lines.append(f"  {stage.name:16}{stage.epochs:>7}{stage.batch_size or self.run_batch:>13}{steps:>13,}"
+                         f"{stage.epochs * steps:>12,}  {after}")
+        return "\n".join(lines)
 
     # ---- one step -----------------------------------------------------------------
     def _make_train_step(self):
@@ -413,10 +448,11 @@ class Trainer:
 
     def _run_epoch(self, epoch, stage):
         """Trains one epoch; returns (mean loss parts, seconds, images)."""
-        dataset = self.train_data(epoch)
+        own_batch = stage.batch_size not in (None, self.run_batch)
+        dataset = self.train_data(epoch, batch_size=stage.batch_size) if own_batch else self.train_data(epoch)
         dist = self.strategy.experimental_distribute_dataset(dataset) \
             if not isinstance(dataset, tf.distribute.DistributedDataset) else dataset
-        steps = self.steps_per_epoch
+        steps = self._stage_steps(stage)
         bar = None
         if self.progress:
             from tqdm import tqdm

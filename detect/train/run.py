@@ -19,7 +19,7 @@ from detect.train.rundir import open_run_dir
 
 
 def make_datasets(config, train_records, val_records, strategy, train_skipped=()):
-    """(train_data(epoch) -> dataset, val dataset, steps per epoch).
+    """(train_data(epoch, batch_size=None) -> dataset, val dataset, steps per epoch).
 
     ``train_skipped``: the ``InputError`` of each training image left out
     when the split was read; each epoch counts them among its skipped
@@ -50,7 +50,8 @@ def make_datasets(config, train_records, val_records, strategy, train_skipped=()
         raise InputError("train.batch_size", f"{train.batch_size} images cannot be split evenly over "
                                              f"{replicas} replicas; use a multiple of {replicas}")
 
-    def train_data(epoch):
+    def train_data(epoch, batch_size=None):
+        batch_size = batch_size or train.batch_size  # a stage's own (Stage.batch_size), else the run's
         for error in train_skipped:
             pipeline_stats().skip(error.source, error.message, strict=False)
 
@@ -61,7 +62,7 @@ def make_datasets(config, train_records, val_records, strategy, train_skipped=()
                 multiscale_every=data.multiscale_every, min_sides=data.min_sides, seed=train.seed + epoch,
                 strict=data.strict, input_context=input_context, **geometry)
 
-        return make(train.batch_size) if replicas == 1 else distribute_dataset(strategy, make, train.batch_size)
+        return make(batch_size) if replicas == 1 else distribute_dataset(strategy, make, batch_size)
 
     def val_data():
         return build_dataset(val_records, training=False, batch_size=train.batch_size, max_boxes=data.max_boxes,
@@ -136,7 +137,8 @@ def _train(config, run_dir, strategy, resume, progress):
     snapshot["data"]["classes"] = list(class_names)
     trainer = Trainer(task, config.train, run_dir, train_data, steps, evaluate=evaluate, strategy=strategy,
                       config_snapshot=snapshot, images_per_batch=config.train.batch_size,
-                      progress=progress, epoch_report=epoch_report, validation_data=val_data)
+                      progress=progress, epoch_report=epoch_report, validation_data=val_data,
+                      train_images=len(train_records))
     with input_errors():  # data.strict: the bad file as one line, not a TensorFlow traceback
         history = trainer.fit(resume=resume)
     print(summary_table(history), flush=True)
