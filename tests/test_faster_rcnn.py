@@ -17,6 +17,7 @@ from detect.data.shapes import make_shapes
 from detect.faster_rcnn import stages
 from detect.faster_rcnn.config import FasterRcnnConfig
 from detect.faster_rcnn.model import FasterRcnnTask
+from detect.train.config import TrainConfig
 from detect.train.run import train_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -404,3 +405,69 @@ def test_reinit_heads_draws_step3_rpn_and_step4_outputs_afresh(reinit):
     assert all(np.all(w == 0) for w in rpn if w.ndim == 1)
     assert abs(drawn["cls_score"][0].std() - 0.01) < 0.003 and abs(drawn["bbox_pred"][0].std() - 0.001) < 0.0003
     assert np.all(drawn["cls_score"][1] == 0) and np.all(drawn["bbox_pred"][1] == 0)
+
+
+def test_c4_head_is_resnet50_conv5_on_pooled_rois_then_average_pooling(tmp_path):
+    """head: c4 (torchvision's and detectron2's R50-C4): RoIs pooled from conv4 (14 x 14 x 1024), ResNet-50's
+    conv5 stage (stride 2: 7 x 7 x 2048), global average pooling, the two output layers. The reference is
+    keras.applications' own ResNet50, written as its ``*_notop.h5`` file and loaded by init_weights."""
+    import h5py
+    import keras
+    from keras.src.legacy.saving import legacy_h5_format
+
+    from detect.train.transfer import init_from, variable_keys
+
+    keras.utils.set_random_seed(4)
+    app = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(None, None, 3))
+    path = tmp_path / "resnet50_notop.h5"
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, app)
+    config = FasterRcnnConfig(backbone="resnet50", head="c4", roi_op="roi_align", pool_size=14, training="alternating",
+                              anchor_scales=(1, 2, 4), init_weights=str(path), freeze_bn=True,
+                              **{**SMALL, "roi_batch": 8})
+    task = FasterRcnnTask(3, config)
+    assert task.res5.input_shape == (None, None, None, 1024) and task.head.input_shape == (None, 7, 7, 2048)
+    assert task.res5.compute_output_shape((8, 14, 14, 1024)) == (8, 7, 7, 2048)
+    conv5 = [layer for layer in app.layers if layer.name.startswith("conv5_")]
+    assert task.res5.count_params() == sum(layer.count_params() for layer in conv5) > 14_000_000
+    head_layers = [layer.name for layer in task.head.layers if layer.weights]
+    assert head_layers == ["cls_score", "bbox_pred"] and task.head.get_layer("cls_score").kernel.shape == (2048, 4)
+
+    init_from(task, config)
+    want = {key: variable.numpy() for key, variable in variable_keys(app)}
+    got = dict(variable_keys(task.model))
+    for key, value in want.items():  # every tensor of the file: conv1-conv4 in the backbone, conv5 in the head
+        part = "res5" if key.startswith("conv5_") else "backbone"
+        np.testing.assert_array_equal(np.array(got[f"{part}/{key}"]), value, err_msg=key)
+
+    # The conv5 stage belongs to the detector: trained in steps 2 and 4 (BatchNorm frozen), frozen in 1 and 3.
+    res5 = {id(v) for v in task.res5.weights}
+    trained = {}
+    for stage in task.stages(TrainConfig()):
+        stage.prepare(task)
+        trained[stage.name] = {id(v) for v in stage.trainable(task)} & res5
+    bn = {id(w) for layer in task.res5.layers if isinstance(layer, keras.layers.BatchNormalization)
+          for w in layer.weights}
+    assert not trained["rpn"] and not trained["rpn_shared"]
+    assert trained["detector"] == trained["detector_shared"] == res5 - bn and bn
+    stages.prepare_detector_shared(task)
+    before = [np.array(v) for v in task.res5.weights]
+    batch = _batch()
+    variables = task.stages(TrainConfig())[3].trainable(task)
+    with tf.GradientTape() as tape:
+        losses = task.losses(task.forward(batch, training=True, mode=stages.DETECTOR), batch)
+    tf.keras.optimizers.SGD(0.01).apply_gradients(zip(tape.gradient(losses["loss"], variables), variables))
+    moved = {id(v) for v, b in zip(task.res5.weights, before) if not np.array_equal(np.array(v), b)}
+    assert moved and moved <= res5 - bn
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(backbone="vgg16"), r"backbone 'vgg16' has none"),
+    (dict(feature_level="C3"), r"c4 needs feature_level: C4"),
+    (dict(pool_size=7), r"use an even size"),
+])
+def test_c4_head_needs_resnet50_at_c4_and_an_even_pool(changes, message):
+    from detect.config import FieldError
+
+    with pytest.raises(FieldError, match=message):
+        FasterRcnnConfig(**{**dict(backbone="resnet50", head="c4", pool_size=14), **changes})

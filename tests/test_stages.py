@@ -10,6 +10,7 @@ bit, a fresh optimizer (step 0, the stage's learning rate) per stage, and a
 resume after a kill in each stage that reproduces the uninterrupted run.
 """
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -276,15 +277,18 @@ def test_faster_rcnn_decays_that_would_never_fire_are_refused(model, message):
         _alternating(**model)
 
 
-def test_the_voc_config_states_the_original_budget(tmp_path, capsys):
+@pytest.mark.parametrize("name, head", [("faster_rcnn_voc", "fc"), ("faster_rcnn_r50c4_voc", "c4")])
+def test_the_voc_configs_state_the_original_budget_and_train(name, head, tmp_path, capsys):
     """The original's iterations: 80k / 40k / 80k / 40k at 1 / 2 / 1 / 2 images (16 passes over the 5,011
-    images of VOC07 trainval in each step), decays at 60k / 30k, as the plan training prints at its start."""
+    images of VOC07 trainval in each step), decays at 60k / 30k, as the plan training prints at its start;
+    then 3 steps of step 1 (and, R50-C4, 3 of step 2), from scratch."""
     from detect.models.registry import build_task
     from detect.train.experiment import load_experiment
 
-    config = load_experiment(Path(__file__).resolve().parents[1] / "configs" / "faster_rcnn_voc.yaml",
+    config = load_experiment(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml",
                              ["model.backbone_weights=null"])
     model = config.model
+    assert model.head == head
     assert model.stage_epochs == (16,) * 4 and model.stage_step_epochs == (12,) * 4
     assert model.stage_batch_sizes == (1, 2, 1, 2) and model.roi_batch == 64 and model.reinit_heads
     assert config.train.step_epochs == (10,) and config.train.epochs == 14 and config.train.schedule == "step"
@@ -292,19 +296,26 @@ def test_the_voc_config_states_the_original_budget(tmp_path, capsys):
     assert (train.nesterov, train.weight_decay, train.l2, train.bias_lr_factor, train.clip_norm) == \
         (False, 0.0, 0.0005, 2.0, 0.0)
 
-    run = Trainer(build_task(model, 20), train, tmp_path, data, 5011, train_images=5011, progress=False)
+    # Fewer proposals and RoIs than the config's (the CPU's time): the budget is what is checked here.
+    small = dataclasses.replace(model, train_pre_nms=1000, train_post_nms=100, roi_batch=8)
+    run = Trainer(build_task(small, 20), train, tmp_path, data, 5011, train_images=5011, progress=False)
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("  ")][1:]
     assert rows == [
         ["rpn", "16", "1", "5,011", "80,176", "60,132"],
         ["detector", "16", "2", "2,505", "40,080", "30,060"],
         ["rpn_shared", "16", "1", "5,011", "80,176", "60,132"],
         ["detector_shared", "16", "2", "2,505", "40,080", "30,060"]]
-    # And it trains: three steps of step 1 (VGG16 from scratch, one small image).
-    batch = {"image": tf.random.stateless_uniform([1, 96, 128, 3], seed=(1, 2), maxval=255.0),
-             "image_hw": tf.constant([[96, 128]]), "boxes": tf.constant([[[8.0, 10.0, 70.0, 60.0]]]),
-             "classes": tf.constant([[3]])}
-    losses = [float(run.train_step(batch)["loss"]) for _ in range(3)]
-    assert all(np.isfinite(losses)) and int(run.step.numpy()) == 3
+    # And it trains: three steps of step 1 (one small image), three of step 2 (two images).
+    def batch(images):
+        return {"image": tf.random.stateless_uniform([images, 96, 128, 3], seed=(1, 2), maxval=1.0),
+                "image_hw": tf.constant([[96, 128]] * images),
+                "boxes": tf.constant([[[8.0, 10.0, 70.0, 60.0]]] * images), "classes": tf.constant([[3]] * images)}
+
+    losses = [float(run.train_step(batch(1))["loss"]) for _ in range(3)]
+    if head == "c4":  # (VGG16's fc6 alone is 103 M parameters; the tiny models' tests train the fc head)
+        run._enter_stage(1)
+        losses += [float(run.train_step(batch(2))["loss"]) for _ in range(3)]
+    assert all(np.isfinite(losses)) and int(run.step.numpy()) == len(losses)
 
 
 class OwnBatchTask(TwoPartTask):

@@ -14,6 +14,9 @@ from detect.faster_rcnn.targets import DEFAULT_BOX_STDS
 
 TRAINING_SCHEDULES = ("alternating", "joint")
 ROI_OPS = ("roi_pool", "roi_align")
+HEADS = ("fc", "c4")
+# The backbone stage the C4 head runs on pooled RoIs: the level after the one the RPN reads.
+C4_HEAD_STAGES = {"resnet50": ("C4", "C5")}
 # The paper's 4-step schedule ran 80k, 40k, 80k, 40k iterations (VGG16, VOC).
 ALTERNATING_RATIO = (2, 1, 2, 1)
 # Layers frozen in pretrained backbones, as the original froze conv1-conv2 of VGG16.
@@ -74,7 +77,12 @@ class FasterRcnnConfig:
       box_stds: detector box-target normalisation (0.1, 0.1, 0.2, 0.2), > 0.
       roi_op: "roi_pool" (Fast R-CNN max pooling) or "roi_align".
       pool_size: RoI bins per side, >= 1 (7).
-      fc_width: width of fc6 and fc7, >= 1 (4096 for VGG16; smaller for small
+      head: the detector head on the pooled RoIs: "fc" (fc6, fc7: the
+        paper's VGG16 head, on every backbone) or "c4" (ResNet-50's conv5
+        stage, stride 2, then global average pooling: the C4 model of the
+        ResNet paper, torchvision and detectron2; ``feature_level: C4``,
+        an even ``pool_size``, 14 in theirs).
+      fc_width: width of fc6 and fc7 (``head: fc``), >= 1 (4096 for VGG16; smaller for small
         backbones); fc_dropout: dropout after each, in [0, 1).
       training: "alternating" (the paper's 4 steps as engine stages) or
         "joint" (approximate joint training). ``train.schedule`` already names
@@ -139,6 +147,7 @@ class FasterRcnnConfig:
     roi_bg_iou_lo: float = bounded(0.1, ge=0, le=1)
     box_stds: Tuple[float, float, float, float] = bounded(DEFAULT_BOX_STDS, gt=0)
     roi_op: str = one_of("roi_pool", ROI_OPS)
+    head: str = one_of("fc", HEADS)
     pool_size: int = bounded(7, ge=1)
     fc_width: int = bounded(4096, ge=1)
     fc_dropout: float = bounded(0.5, ge=0, lt=1)
@@ -165,6 +174,17 @@ class FasterRcnnConfig:
         if self.rpn_negative_iou > self.rpn_positive_iou:
             raise FieldError("rpn_negative_iou", f"must be <= rpn_positive_iou ({self.rpn_positive_iou}), "
                                                  f"got {self.rpn_negative_iou}")
+        if self.head == "c4":
+            levels_of_head = C4_HEAD_STAGES.get(self.backbone)
+            if levels_of_head is None:
+                raise FieldError("head", f"c4 runs ResNet-50's conv5 stage on the RoIs; backbone "
+                                         f"{self.backbone!r} has none (use resnet50, or head: fc)")
+            if self.feature_level != levels_of_head[0]:
+                raise FieldError("head", f"c4 needs feature_level: {levels_of_head[0]} (the stage before conv5), "
+                                         f"got {self.feature_level!r}")
+            if self.pool_size % 2:
+                raise FieldError("pool_size", f"the c4 head halves the pooled RoIs (conv5's stride 2): use an "
+                                              f"even size (14, as torchvision and detectron2), got {self.pool_size}")
         if self.roi_bg_iou_lo > self.roi_bg_iou_hi:
             raise FieldError("roi_bg_iou_lo", f"must be <= roi_bg_iou_hi ({self.roi_bg_iou_hi}), "
                                               f"got {self.roi_bg_iou_lo}")

@@ -19,8 +19,9 @@ Where we differ from py-faster-rcnn (beside the sigmoid above):
   original arranged by hand; a scaled or cropped one gets its own).
 - Boxes are continuous ``xyxy`` (width = x2 - x1), not inclusive pixel
   indices (width = x2 - x1 + 1); anchors keep the original's values.
-- The head is fc6 / fc7 on every backbone; ResNet's conv5-block head is
-  not built.
+- The head is fc6 / fc7 (``head: fc``, the paper's), or on ResNet-50
+  the conv5 stage and global average pooling on 14 x 14 RoIs (``head:
+  c4``, the ResNet paper's C4 model as torchvision and detectron2 build it).
 - Batches hold several images (the original: one), each padded to the
   batch's largest and clipped to its own valid extent (``image_hw``).
 """
@@ -31,7 +32,7 @@ import tensorflow as tf
 
 from detect.backbones import backbone_levels, build_backbone
 from detect.data.batch import batch_image_hw
-from detect.faster_rcnn.config import FasterRcnnConfig
+from detect.faster_rcnn.config import C4_HEAD_STAGES, FasterRcnnConfig
 from detect.faster_rcnn.loss import detector_loss, rpn_loss
 from detect.faster_rcnn.proposals import generate_proposals
 from detect.faster_rcnn.stages import DETECTOR, JOINT, MODES, OWN_DETECTOR, RPN, freeze_pretrained, training_stages
@@ -49,6 +50,7 @@ _BOX_INIT = keras.initializers.RandomNormal(stddev=0.001)
 CLASSIFIER_LAYER = "cls_score"
 BOX_LAYER = "bbox_pred"
 DETECTOR_BACKBONE = "detector_backbone"  # the side model's name, and its weights' key prefix
+RES5 = "res5"  # the C4 head's conv5 stage: its part's name, and its weights' key prefix
 
 
 @keras.saving.register_keras_serializable(package="detect")
@@ -58,7 +60,10 @@ class FasterRcnnModel(keras.Model):
     Attributes:
       backbone: images -> the shared feature level [B, H/s, W/s, C].
       rpn: features -> (objectness [B, h, w, A], deltas [B, h, w, 4A]).
-      head: pooled RoIs [R, P, P, C] -> (class logits [R, K + 1], deltas [R, 4K]).
+      head: pooled RoIs [R, P, P, C] -> (class logits [R, K + 1], deltas [R, 4K]);
+        with ``head: c4`` it reads ``res5``'s output [R, P/2, P/2, 2048].
+      res5: ``head: c4`` only: ResNet-50's conv5 stage on the pooled RoIs
+        [R, P, P, 1024] -> [R, P/2, P/2, 2048], a part of the detector head.
 
     The same parts for joint and alternating training (whose step-2
     backbone is the task's side model, not saved here), so the weights of
@@ -66,23 +71,32 @@ class FasterRcnnModel(keras.Model):
     detector's forward pass is ``FasterRcnnTask.forward``.
     """
 
-    def __init__(self, backbone, rpn, head, **kwargs):
+    def __init__(self, backbone, rpn, head, res5=None, **kwargs):
         super().__init__(**kwargs)
         self.backbone = backbone
         self.rpn = rpn
         self.head = head
+        if res5 is not None:  # (no attribute at all for fc: its weights files keep their layout)
+            self.res5 = res5
 
     def call(self, images, training=False):
         return self.rpn(self.backbone(images, training=training), training=training)
 
 
 def _feature_extractor(config, input_shape, name):
-    """The backbone cut at ``config.feature_level`` (later levels are not built)."""
+    """(The backbone cut at ``config.feature_level``, the whole backbone it was cut from)."""
     full = build_backbone(config.backbone, weights=config.backbone_weights, input_shape=input_shape)
     features = full.output[config.feature_level]
     model = keras.Model(full.input, features, name=name)
     freeze_pretrained(model, config)
-    return model
+    return model, full
+
+
+def _res5(full, config):
+    """The C4 head's backbone stage (conv5 of ResNet-50) as a model on pooled RoIs, with the backbone's
+    own layers, so it starts from the same weights (ImageNet's when pretrained)."""
+    first, last = C4_HEAD_STAGES[config.backbone]
+    return keras.Model(full.output[first], full.output[last], name=RES5)
 
 
 def _rpn_head(channels, num_anchors, width):
@@ -94,13 +108,17 @@ def _rpn_head(channels, num_anchors, width):
     return keras.Model(features, [objectness, deltas], name="rpn")
 
 
-def _detector_head(pool_size, channels, num_classes, width, dropout):
+def _detector_head(pool_size, channels, num_classes, width, dropout, c4=False):
+    """fc: flatten, fc6, fc7; c4 (on res5's output): global average pooling. Then the two output layers."""
     pooled = keras.Input((pool_size, pool_size, channels), name="pooled")
-    x = keras.layers.Flatten(name="flatten")(pooled)
-    for name in ("fc6", "fc7"):
-        x = keras.layers.Dense(width, activation="relu", name=name)(x)
-        if dropout:
-            x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
+    if c4:
+        x = keras.layers.GlobalAveragePooling2D(name="res5_pool")(pooled)
+    else:
+        x = keras.layers.Flatten(name="flatten")(pooled)
+        for name in ("fc6", "fc7"):
+            x = keras.layers.Dense(width, activation="relu", name=name)(x)
+            if dropout:
+                x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
     logits = keras.layers.Dense(num_classes + 1, kernel_initializer=_CLS_INIT, name=CLASSIFIER_LAYER)(x)
     deltas = keras.layers.Dense(4 * num_classes, kernel_initializer=_BOX_INIT, name=BOX_LAYER)(x)
     return keras.Model(pooled, [logits, deltas], name="detector_head")
@@ -150,16 +168,23 @@ class FasterRcnnTask(TaskBase):
         self.stride = config.stride()
         self.base_anchors = generate_anchors(self.stride, config.anchor_ratios, config.anchor_scales).numpy()
         channels = {level.name: level.channels for level in backbone_levels(config.backbone)}[config.feature_level]
-        backbone = _feature_extractor(config, input_shape, "backbone")
-        self.detector_backbone = (_feature_extractor(config, input_shape, DETECTOR_BACKBONE)
+        backbone, full = _feature_extractor(config, input_shape, "backbone")
+        self.detector_backbone = (_feature_extractor(config, input_shape, DETECTOR_BACKBONE)[0]
                                   if config.training == "alternating" else None)
         rpn = _rpn_head(channels, len(self.base_anchors), config.rpn_width)
-        head = _detector_head(config.pool_size, channels, self.num_classes, config.fc_width, config.fc_dropout)
-        self.model = FasterRcnnModel(backbone, rpn, head, name=f"faster_rcnn_{config.backbone}")
+        res5 = _res5(full, config) if config.head == "c4" else None
+        pooled = [config.pool_size, config.pool_size, channels]
+        if res5 is not None:
+            pooled = list(res5.compute_output_shape([1, *pooled])[1:])
+        head = _detector_head(pooled[0], pooled[2], self.num_classes, config.fc_width, config.fc_dropout,
+                              c4=res5 is not None)
+        self.model = FasterRcnnModel(backbone, rpn, head, res5, name=f"faster_rcnn_{config.backbone}")
         # Create every variable now (weights load and checkpoints restore into them).
         probe = tf.zeros([1, 4 * self.stride, 4 * self.stride, 3])
         self.model(probe)
-        head(tf.zeros([1, config.pool_size, config.pool_size, channels]))
+        if res5 is not None:
+            res5(tf.zeros([1, config.pool_size, config.pool_size, channels]))
+        head(tf.zeros([1, *pooled]))
         if self.detector_backbone is not None:
             self.detector_backbone(probe)
         self.training_mode = JOINT if config.training == "joint" else DETECTOR
@@ -168,8 +193,13 @@ class FasterRcnnTask(TaskBase):
 
     # ---- parts ------------------------------------------------------------------------
     def backbones(self):
-        """The shared backbone and step 2's own (alternating), which ``model.init_weights: imagenet`` both load."""
-        return [b for b in (self.backbone, self.detector_backbone) if b is not None]
+        """What ``model.init_weights: imagenet`` loads: the shared backbone, step 2's own (alternating)
+        and the C4 head's conv5 stage."""
+        return [b for b in (self.backbone, self.detector_backbone, self.res5) if b is not None]
+
+    def detector_parts(self):
+        """The detector head's models: ``head``, after ``res5`` with the C4 head."""
+        return [part for part in (self.res5, self.head) if part is not None]
 
     def class_dependent_layers(self):
         """Names of the layers whose shapes follow the class count: the classifier and the box regressor."""
@@ -188,6 +218,10 @@ class FasterRcnnTask(TaskBase):
     @property
     def rpn(self):
         return self.model.rpn
+
+    @property
+    def res5(self):
+        return getattr(self.model, RES5, None)
 
     @property
     def head(self):
@@ -274,6 +308,8 @@ class FasterRcnnTask(TaskBase):
         flat = tf.concat([image_index[:, None], tf.reshape(rois, [-1, 4])], axis=1)
         pool = roi_align if cfg.roi_op == "roi_align" else roi_pool
         pooled = pool(features, flat, output_size=cfg.pool_size, spatial_scale=1.0 / self.stride)
+        if self.res5 is not None:
+            pooled = self.res5(pooled, training=training)
         logits, deltas = self.head(pooled, training=training)
         return (tf.reshape(tf.cast(logits, tf.float32), [batch, count, self.num_classes + 1]),
                 tf.reshape(tf.cast(deltas, tf.float32), [batch, count, 4 * self.num_classes]))

@@ -10,8 +10,8 @@
 3. ``rpn_shared``: the shared backbone becomes a copy of the step-2
    detector's and is frozen; only the RPN's own layers train.
 4. ``detector_shared``: backbone and RPN frozen; only the detector's own
-   layers (fc6, fc7, classifier, box regressor) train, on the step-3 RPN's
-   proposals and the shared features.
+   layers (fc6, fc7 or the C4 head's conv5 stage, classifier, box
+   regressor) train, on the step-3 RPN's proposals and the shared features.
 
 The result is one model whose RPN and detector share one backbone (the
 ``detector_backbone`` left over from step 2 equals it to the bit). Every
@@ -69,7 +69,10 @@ def _set_trainable(task, backbone=False, rpn=False, head=False, detector_backbon
         else:
             model.trainable = False
     task.rpn.trainable = rpn
-    task.head.trainable = head
+    for part in task.detector_parts():
+        part.trainable = head
+        if head and task.config.batchnorm_frozen():  # the C4 head's conv5 stage is a backbone's
+            freeze_batchnorm(part)
 
 
 def share_detector_backbone(task):
@@ -120,8 +123,12 @@ def prepare_joint(task):
 
 
 def _variables(*parts):
+    """``fn(task) -> [variables]`` trainable in the named parts; "detector": the head's models
+    (``detector_parts``: ``res5`` too with the C4 head)."""
     def trainable(task):
-        return [v for part in parts for v in getattr(task, part).trainable_variables]
+        models = [m for part in parts for m in (task.detector_parts() if part == "detector"
+                                                 else [getattr(task, part)])]
+        return [v for model in models for v in model.trainable_variables]
     return trainable
 
 
@@ -137,7 +144,7 @@ def training_stages(task, train_cfg, validation_data=None):
     cfg = task.config
     if cfg.training == "joint":
         return [Stage("joint", train_cfg.epochs, mode=JOINT, prepare=prepare_joint,
-                      trainable=_variables("backbone", "rpn", "head"))]
+                      trainable=_variables("backbone", "rpn", "detector"))]
     epochs = cfg.alternating_epochs(train_cfg.epochs)
     rates = tuple(cfg.stage_learning_rates) or (None,) * len(STEP_NAMES)
     batches = tuple(cfg.stage_batch_sizes) or (None,) * len(STEP_NAMES)
@@ -151,12 +158,12 @@ def training_stages(task, train_cfg, validation_data=None):
         Stage(STEP_NAMES[0], epochs[0], mode=RPN, prepare=prepare_rpn, trainable=_variables("backbone", "rpn"),
               learning_rate=rates[0], step_epochs=decays[0], batch_size=batches[0], **rpn_eval),
         Stage(STEP_NAMES[1], epochs[1], mode=OWN_DETECTOR, prepare=prepare_detector,
-              trainable=_variables("detector_backbone", "head"), learning_rate=rates[1], step_epochs=decays[1],
+              trainable=_variables("detector_backbone", "detector"), learning_rate=rates[1], step_epochs=decays[1],
               batch_size=batches[1], select_best=False),
         Stage(STEP_NAMES[2], epochs[2], mode=RPN, prepare=prepare_rpn_shared, trainable=_variables("rpn"),
               learning_rate=rates[2], step_epochs=decays[2], batch_size=batches[2], **rpn_eval),
         Stage(STEP_NAMES[3], epochs[3], mode=DETECTOR, prepare=prepare_detector_shared,
-              trainable=_variables("head"), learning_rate=rates[3], step_epochs=decays[3], batch_size=batches[3],
+              trainable=_variables("detector"), learning_rate=rates[3], step_epochs=decays[3], batch_size=batches[3],
               select_best=True),
     ]
 
