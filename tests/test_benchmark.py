@@ -113,6 +113,7 @@ def test_batched_nms_rows_time_the_typical_and_the_fallback_path():
     assert crowd.info["candidates"] > typical.info["candidates"]
 
 
+@pytest.mark.slow
 def test_crowd_rows_at_each_threshold_name_it_and_agree():
     # The ops suite times the dense crowd at the mAP threshold and at the
     # deployment ones, where the reference has the least to do.

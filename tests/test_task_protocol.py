@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from detect.faster_rcnn.config import FasterRcnnConfig
 from detect.models.registry import TASKS, build_task
-from detect.models.protocol import Stage, Task, TaskConfig
+from detect.models.protocol import SideModel, Stage, Task, TaskConfig
 from detect.train.config import TrainConfig
 from detect.yolo.config import YoloConfig
 
@@ -75,7 +75,11 @@ def test_task_satisfies_the_protocol(task):
     assert stages is None or (stages and all(isinstance(s, Stage) for s in stages))
     parts = task.parts()
     assert parts is None or set(parts) == {"backbone", "head"}
-    assert all(b in task.model.layers for b in task.backbones())
+    sides = task.training_state()
+    assert all(isinstance(side, SideModel) and side.twin in {layer.name for layer in task.model.layers}
+               and side.model not in task.model.layers for side in sides.values())
+    # Each backbone is a part of the model, or a side model (checkpointed, not saved with the model).
+    assert all(b in task.model.layers or any(b is side.model for side in sides.values()) for b in task.backbones())
     layers = {layer.name for layer in task.model.layers} | {
         layer.name for model in task.model.layers if hasattr(model, "layers") for layer in model.layers}
     assert set(task.class_dependent_layers()) <= layers

@@ -24,7 +24,8 @@ def shapes_config(tmp_path_factory):
 @pytest.mark.parametrize("resize", [
     [],
     # Batches padded to their own size (multiples of 32); min_side drawn per image from the list.
-    ["data.resize=shortest_side", "data.min_side=64", "data.max_side=128", "data.min_sides=[64, 96]"],
+    pytest.param(["data.resize=shortest_side", "data.min_side=64", "data.max_side=128", "data.min_sides=[64, 96]"],
+                 marks=pytest.mark.slow),  # (slow set: the shortest-side engine path is Faster R-CNN's tests' too)
 ])
 def test_a_run_trains_evaluates_and_writes_its_files(shapes_config, tmp_path, resize):
     history = train_from_config(shapes_config, resize, out_dir=tmp_path / "run", progress=False)
