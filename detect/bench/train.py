@@ -23,8 +23,8 @@ def _bare_step(task, optimizer, variables, mode=None):
     return step
 
 
-def _config_task_and_batches(config_path, overrides):
-    """(config, its task, an endless iterator over its training pipeline's batches)."""
+def _config_task_and_data(config_path, overrides):
+    """(config, its task, ``train_data(epoch, batch_size=None)`` of its training pipeline)."""
     from detect.models.registry import build_task
     from detect.train.data import class_names_of, load_records, prepare_data
     from detect.train.experiment import load_experiment
@@ -36,14 +36,15 @@ def _config_task_and_batches(config_path, overrides):
     records = load_records(config.data, config.data.train_split, names)
     task = build_task(config.model, len(names))
     train_data, _, _ = make_datasets(config, records, records, strategy=None)
-    return config, task, iter(train_data(0).repeat())
+    return config, task, train_data
 
 
 def training_step_rate(config_path, overrides=(), steps=10, rounds=3):
     """(images/s of a config's bare training step on cached batches of its own pipeline, a label)."""
     from detect.train.optimizer import build_optimizer
 
-    config, task, iterator = _config_task_and_batches(config_path, overrides)
+    config, task, train_data = _config_task_and_data(config_path, overrides)
+    iterator = iter(train_data(0).repeat())
     batches = [next(iterator) for _ in range(steps)]
     del iterator
     variables = task.model.trainable_variables
@@ -81,20 +82,25 @@ def bench_train(config_path, steps, overrides=(), rounds=5, stage=None):
     from detect.train.engine import Trainer
     from detect.train.optimizer import build_optimizer
 
-    config, task, iterator = _config_task_and_batches(config_path, overrides)
-    batch_size = config.train.batch_size
+    config, task, train_data = _config_task_and_data(config_path, overrides)
+    # The timed stage's images per step: a task's own stage may set them (the engine's default stages do not).
+    own = [s for s in task.stages(config.train) or [] if s.name == stage or stage is None][:1]
+    batch_size = (own[0].batch_size if own else None) or config.train.batch_size
     model = config.model
     kind = model.display_name()
     size = (f"{config.data.image_size} px" if config.data.resize == "letterbox"
             else f"shortest side {config.data.min_side}, longest <= {config.data.max_side}")
     print(f"{config.name}: {kind} {model.backbone} at {size}, batch {batch_size}, "
           f"{task.model.count_params() / 1e6:.2f} M parameters; {steps} steps per round, {rounds} rounds", flush=True)
+    iterator = iter(train_data(0, batch_size=batch_size).repeat())
     cached = [next(iterator) for _ in range(steps)]
     batches = tf.data.Dataset.from_tensors(cached[0])
     for batch in cached[1:]:
         batches = batches.concatenate(tf.data.Dataset.from_tensors(batch))
-    trainer = Trainer(task, config.train, tempfile.mkdtemp(prefix="detect-bench-train-"), lambda epoch: batches,
-                      steps, progress=False)
+    # Every round is one epoch of `steps` batches of the timed stage (train_images: its steps per epoch).
+    trainer = Trainer(task, config.train, tempfile.mkdtemp(prefix="detect-bench-train-"),
+                      lambda epoch, batch_size=None: batches, steps, images_per_batch=config.train.batch_size,
+                      train_images=steps * batch_size, progress=False)
     stage_names = [s.name for s in trainer.stages]
     if stage is not None:
         if stage not in stage_names:
