@@ -179,7 +179,7 @@ class Trainer:
             self.optimizer.build(variables)
         self.variables = variables
         self.stage_index = index
-        self.images_per_batch = stage.batch_size or self.run_batch
+        self.images_per_batch = self._own_batch(stage) or self.run_batch
         self.store.checkpoint = self._checkpoint(with_optimizer=True)
         self._train_step = None
 
@@ -225,13 +225,18 @@ class Trainer:
     def _stage_start(self, index):
         return sum(stage.epochs for stage in self.stages[:index])
 
+    def _own_batch(self, stage):
+        """``stage``'s images per step where they differ from the run's, else None."""
+        return stage.batch_size if stage.batch_size not in (None, self.run_batch) else None
+
     def _stage_steps(self, stage):
         """Training steps per epoch of ``stage`` (its own batch size, else the run's)."""
-        if stage.batch_size in (None, self.run_batch):
+        own = self._own_batch(stage)
+        if own is None:
             return self.steps_per_epoch
         if self.train_images is None:
             raise ValueError(f"stage {stage.name!r} has its own batch size; the Trainer needs train_images")
-        return max(self.train_images // stage.batch_size, 1)
+        return max(self.train_images // own, 1)
 
     def plan(self):
         """The stages as a table: epochs, images per step, steps per epoch, iterations, and the
@@ -243,7 +248,7 @@ class Trainer:
             decays = stage.train_config(self.cfg, start=self._stage_start(index)).step_epochs \
                 if self.cfg.schedule == "step" else ()
             after = ", ".join(f"{e * steps:,}" for e in decays) or "-"
-            lines.append(f"  {stage.name:16}{stage.epochs:>7}{stage.batch_size or self.run_batch:>13}{steps:>13,}"
+            lines.append(f"  {stage.name:16}{stage.epochs:>7}{self._own_batch(stage) or self.run_batch:>13}{steps:>13,}"
                          f"{stage.epochs * steps:>12,}  {after}")
         return "\n".join(lines)
 
@@ -448,8 +453,8 @@ class Trainer:
 
     def _run_epoch(self, epoch, stage):
         """Trains one epoch; returns (mean loss parts, seconds, images)."""
-        own_batch = stage.batch_size not in (None, self.run_batch)
-        dataset = self.train_data(epoch, batch_size=stage.batch_size) if own_batch else self.train_data(epoch)
+        own = self._own_batch(stage)
+        dataset = self.train_data(epoch) if own is None else self.train_data(epoch, batch_size=own)
         dist = self.strategy.experimental_distribute_dataset(dataset) \
             if not isinstance(dataset, tf.distribute.DistributedDataset) else dataset
         steps = self._stage_steps(stage)
