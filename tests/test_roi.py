@@ -14,7 +14,7 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detect.ops.roi import RoIAlign, RoIPool, roi_align, roi_pool
+from detect.ops.roi import RoIAlign, RoIPool, _divide_f32, roi_align, roi_pool
 
 SCALES = (1.0, 0.5, 0.25, 1.0 / 16.0, 1.0 / 3.0)
 
@@ -279,6 +279,34 @@ def test_roi_pool_float32_bin_edges():
     for fn in (roi_pool, tf.function(roi_pool), tf.function(roi_pool, jit_compile=True)):
         out = fn(features, rois, (7, 7), 1.0)
         np.testing.assert_array_equal(out.numpy(), expected)
+
+
+def _division_cases():
+    """Integers (RoI lengths), random float32 of every exponent and sign, and the special values."""
+    rng = np.random.default_rng(11)
+    patterns = rng.integers(0, 2**32, 50_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    specials = np.float32([0.0, -0.0, np.inf, -np.inf, np.nan, np.finfo(np.float32).tiny,
+                           np.finfo(np.float32).max, 57.0, 1.0 - 2.0**-24])
+    return np.concatenate([np.arange(1 << 16, dtype=np.float32), patterns, specials])
+
+
+@pytest.mark.parametrize("denominator", [1, 2, 3, 7, 14, 63])
+def test_divide_f32_is_the_correctly_rounded_quotient_in_every_mode(denominator):
+    """numpy's float32 division is IEEE's (correctly rounded); ours must equal it eagerly, in a graph and
+    under XLA, whose rewrite into a multiplication by 1/d is what it avoids (57 / 7 is such a case).
+    Quotients below the smallest normal float are left out: TensorFlow's CPU kernels flush them to zero."""
+    values = _division_cases()
+    with np.errstate(all="ignore"):
+        expected = values / np.float32(denominator)
+    checked = ~(np.abs(expected) < np.finfo(np.float32).tiny) | (expected == 0)
+    for fn in (_divide_f32, tf.function(_divide_f32), tf.function(_divide_f32, jit_compile=True)):
+        out = fn(tf.constant(values), denominator).numpy()
+        np.testing.assert_array_equal(out[checked], expected[checked])
+
+
+def test_divide_f32_refuses_a_divisor_its_int32_arithmetic_cannot_hold():
+    with pytest.raises(ValueError, match="int in"):
+        _divide_f32(tf.constant([1.0]), 64)
 
 
 def test_roi_pool_gradient_matches_caffe_backward():

@@ -228,17 +228,6 @@ def test_bad_requests_are_input_errors(keras_detector, exports, tmp_path):
         Detector.load(alone)
 
 
-def test_faster_rcnn_export_is_refused(tmp_path):
-    config = tmp_path / "frcnn.yaml"
-    config.write_text("name: f\ndata:\n  format: voc\n  root: none\n  classes: [a, b]\n  resize: shortest_side\n"
-                      "  min_side: 64\n  max_side: 64\nmodel:\n  type: faster_rcnn\n  backbone: tiny\n"
-                      "  feature_level: C3\n")
-    detector = Detector.from_config(config)
-    with pytest.raises(InputError, match="YOLO only.*Faster R-CNN.*saved_model"):
-        detector.export(tmp_path / "f.tflite", format="tflite")
-    assert not (tmp_path / "f.tflite").exists()
-
-
 def _tool(*args):
     return subprocess.run([sys.executable, str(REPO / "tools" / "export.py"), *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=600)

@@ -9,8 +9,9 @@
 
 RUN_DIR is a ``tools/train.py`` run directory (its ``config.yaml`` and best
 weights). A SavedModel directory holds the whole detection graph (resize,
-model, NMS) and ``detect.json``; a ``.tflite`` file holds a YOLO network for
-the config's fixed letterboxed input size, with ``MODEL.json`` beside it
+model, NMS) and ``detect.json``; a ``.tflite`` file holds the network for
+a fixed input size (YOLO: the letterbox's; Faster R-CNN: ``max_side``
+square, its proposals and their NMS included), with ``MODEL.json`` beside it
 (see ``detect/export/tflite.py`` for its inputs and outputs). Both load
 with ``Detector.load(OUT)``. ``--score/--iou/--max-det`` are the defaults the
 export records (a SavedModel's ``serving_default`` applies them).
@@ -26,8 +27,8 @@ before any work.
 ``--quantize int8`` calibrates on ``--calibration-images`` images (default
 100) of the config's training split (all of them, with a note, if it
 holds fewer). ``--flex`` allows TensorFlow (Flex) ops
-in a TFLite model where builtins do not suffice. Faster R-CNN exports as a
-SavedModel only.
+in a TFLite model where builtins do not suffice (none of ours needs them).
+int8 is for YOLO; Faster R-CNN exports in float32 or float16.
 
 ``--check`` then scores the Keras detector and the export on the config's
 validation split (mAP@0.5) and prints both, the export's size and its

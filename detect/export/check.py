@@ -65,7 +65,7 @@ def check_artifact(detector, artifact_path, split="val", speed_images=50):
 
     backend = artifact._backend
     if hasattr(backend, "invoke"):  # TFLite: the interpreter alone
-        inputs = [backend.letterbox(read_image(s)[None])[0] for s in sources]
+        inputs = [backend.model_input(read_image(s)[None])[0] for s in sources]
         model_call = backend.invoke
     else:
         inputs = [read_image(s)[None] for s in sources]

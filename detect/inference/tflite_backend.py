@@ -3,13 +3,15 @@
     lite = Detector.load("yolo.tflite")   # reads yolo.json beside it
     lite.predict("photo.jpg")             # Detections in original pixels
 
-The model's input and outputs, its quantisation and decoding, are described
+The model's inputs and outputs, its quantisation and decoding, are described
 in ``detect.export.tflite``. The model runs in ``tf.lite.Interpreter``, one
 interpreter per thread, one image per call.
 
 The host does the rest, as ``detect.inference.graph`` does in the graph: the
-letterbox resize (``letterbox_tf``, the evaluation pipeline's own),
-per-class NMS (``detect.ops.batched_nms``) on boxes in input pixels, then
+validation resize (``detect.inference.graph.preprocess``, the evaluation
+pipeline's own; a shortest-side image is then padded with zeros at the bottom
+and right to the model's fixed S x S), per-class NMS
+(``detect.ops.batched_nms``) on boxes in input pixels, then
 ``unmap_boxes`` to the original image, clipped to it. ``<out>.json`` (the
 ``.tflite`` path with the suffix ``.json``) beside the model holds what
 ``Detector.load`` needs: class names, the experiment config, default
@@ -26,6 +28,9 @@ import numpy as np
 from detect.errors import InputError
 
 INPUT_NAME = "image"
+# Faster R-CNN's second input [1, 3]: the resized image's (height, width) inside the S x S input and its
+# resize scale, py-faster-rcnn's im_info (proposals are clipped to the extent, their minimum size scales).
+INFO_NAME = "image_info"
 MODEL_OUTPUTS = ("boxes", "scores")  # decode="model"
 RAW_OUTPUT = "raw_{}"  # decode="host": one per level
 RAW_BOX_FIELDS = 5  # tx, ty, tw, th, objectness: a raw output's last axis is 5 + C
@@ -55,27 +60,41 @@ def _interpreter(content, num_threads=None):
         return tf.lite.Interpreter(model_content=content, num_threads=num_threads)
 
 
-class _Letterbox:
-    """Host preprocessing: uint8 [B, H, W, 3] -> (float32 [B, S, S, 3] in [0, 1], transform [4]).
+def export_input_size(data_cfg):
+    """The side S of a TFLite model's square input: letterbox's ``image_size``; for the shortest-side
+    layout ``max_side`` rounded up to ``size_divisor``, which every resized image fits."""
+    if data_cfg.resize == "letterbox":
+        return int(data_cfg.image_size)
+    divisor = int(data_cfg.size_divisor)
+    return -(-int(data_cfg.max_side) // divisor) * divisor
 
-    The graph's own ``preprocess`` (``letterbox_tf``), so the TFLite input
-    is the Keras model's input to the bit.
+
+class _Preprocess:
+    """Host preprocessing: uint8 [B, H, W, 3] -> (float32 [B, S, S, 3] in [0, 1], image_info [B, 3], transform [4]).
+
+    The graph's own ``preprocess``, so the TFLite input is the Keras model's
+    input to the bit (letterbox), or that input padded with zeros at the
+    bottom and right to S x S (shortest side). ``image_info``: the resized
+    extent (height, width) and the resize scale.
     """
 
-    def __init__(self, data_cfg):
+    def __init__(self, data_cfg, size):
         import tensorflow as tf
 
         from detect.inference.graph import preprocess
 
-        def letterbox(images):
-            inputs, _, transform = preprocess(images, data_cfg)
-            return inputs, transform[0]
+        def prepare(images):
+            inputs, image_hw, transform = preprocess(images, data_cfg)
+            extra = size - tf.shape(inputs)[1:3]
+            inputs = tf.pad(inputs, [[0, 0], [0, extra[0]], [0, extra[1]], [0, 0]])
+            info = tf.concat([tf.cast(image_hw, tf.float32), transform[:, :1]], axis=1)
+            return tf.ensure_shape(inputs, [None, size, size, 3]), info, transform[0]
 
-        self._fn = tf.function(letterbox, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
+        self._fn = tf.function(prepare, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
 
     def __call__(self, images):
-        inputs, transform = self._fn(images)
-        return inputs.numpy(), transform.numpy()
+        inputs, info, transform = self._fn(images)
+        return inputs.numpy(), info.numpy(), transform.numpy()
 
 
 def host_decode(raw, anchors, strides, model_cfg, num_classes):
@@ -99,7 +118,7 @@ class _Postprocess:
 
     Args of a call: the model's outputs (dequantised, stacked over the batch,
     in ``meta["outputs"]`` order), the thresholds, K and the class mask.
-    Returns ``batched_nms``'s dict (boxes in letterboxed-input pixels).
+    Returns ``batched_nms``'s dict (boxes in the model input's pixels).
     """
 
     def __init__(self, meta, config, num_classes):
@@ -157,22 +176,23 @@ class TFLiteBackend:
         self.iou_threshold = float(meta["iou_threshold"])
         self.max_detections = int(meta["max_detections"])
         self.size = int(meta["input_size"])
+        self.input_names = list(meta.get("inputs", [INPUT_NAME]))  # (YOLO exports before Faster R-CNN's: none)
         self.output_names = list(meta["outputs"])
         self.num_classes = int(num_classes)
         self.num_threads = num_threads
         if config is None:
-            raise InputError(meta_path(path), "no experiment config: the letterbox and decoding are unknown")
+            raise InputError(meta_path(path), "no experiment config: the resize and decoding are unknown")
         try:
             self._content = self.path.read_bytes()
         except OSError as error:
             raise InputError(path, f"cannot read the file ({error.strerror or error})") from None
         self._local = threading.local()
-        self._letterbox = _Letterbox(config.data)
+        self._preprocess = _Preprocess(config.data, self.size)
         self._postprocess = _Postprocess(meta, config, num_classes)
         self._interpreter()  # a bad file fails at load, not at the first image
 
     def _interpreter(self):
-        """This thread's (interpreter, input detail, output details in ``output_names`` order)."""
+        """This thread's (interpreter, input details by name, output details in ``output_names`` order)."""
         state = getattr(self._local, "state", None)
         if state is None:
             try:
@@ -183,36 +203,39 @@ class TFLiteBackend:
                 del runner  # it would pin the interpreter's buffers (invoke refuses then)
             except (ValueError, RuntimeError) as error:
                 raise InputError(self.path, f"not a TFLite model ({_first_lines(error, 200)})") from None
-            if set(inputs) != {INPUT_NAME} or set(outputs) != set(self.output_names):
+            if set(inputs) != set(self.input_names) or set(outputs) != set(self.output_names):
                 raise InputError(self.path, f"inputs {sorted(inputs)} and outputs {sorted(outputs)} are not "
-                                            f"{INPUT_NAME} -> {', '.join(self.output_names)} as "
+                                            f"{', '.join(self.input_names)} -> {', '.join(self.output_names)} as "
                                             f"{meta_path(self.path).name} says")
-            # scores [1, N, C] (decode="model"); raw_<l> [1, H, W, A, 5 + C] (decode="host")
+            # scores [1, N, C] or [1, R, C] (decode="model"); raw_<l> [1, H, W, A, 5 + C] (decode="host")
             last = int(outputs[self.output_names[-1]]["shape"][-1])
             model_classes = last if self.output_names == list(MODEL_OUTPUTS) else last - RAW_BOX_FIELDS
             if model_classes != self.num_classes:
                 raise InputError(meta_path(self.path), f"lists {self.num_classes} classes, {self.path.name} "
                                                        f"holds {model_classes}; the JSON belongs to another export")
-            state = (interpreter, inputs[INPUT_NAME], [outputs[name] for name in self.output_names])
+            state = (interpreter, inputs, [outputs[name] for name in self.output_names])
             self._local.state = state
         return state
 
-    def letterbox(self, images):
-        """The model input of a batch of one size: (float32 [B, S, S, 3] in [0, 1], transform [4])."""
-        return self._letterbox(images)
+    def model_input(self, images):
+        """The model's inputs for a batch of one image: ({name: array}, transform [4])."""
+        inputs, info, transform = self._preprocess(images)
+        feeds = {INPUT_NAME: inputs, INFO_NAME: info}
+        return {name: feeds[name] for name in self.input_names}, transform
 
     def input_details(self):
-        """The input tensor's details (dtype, shape, ``quantization`` (scale, zero point))."""
-        return self._interpreter()[1]
+        """The image input's details (dtype, shape, ``quantization`` (scale, zero point))."""
+        return self._interpreter()[1][INPUT_NAME]
 
     def output_details(self):
         """Output name -> tensor details."""
         return dict(zip(self.output_names, self._interpreter()[2]))
 
-    def invoke(self, image):
-        """The model alone: a letterboxed float32 [1, S, S, 3] image in [0, 1] -> its float32 outputs (a list)."""
-        interpreter, detail, outputs = self._interpreter()
-        interpreter.set_tensor(detail["index"], _quantise(image, detail))
+    def invoke(self, feeds):
+        """The model alone: ``model_input``'s arrays -> its float32 outputs (a list, ``output_names`` order)."""
+        interpreter, details, outputs = self._interpreter()
+        for name, values in feeds.items():
+            interpreter.set_tensor(details[name]["index"], _quantise(values, details[name]))
         interpreter.invoke()
         return [_dequantise(interpreter.get_tensor(o["index"]), o) for o in outputs]
 
@@ -222,8 +245,8 @@ class TFLiteBackend:
         images = np.asarray(images)
         per_image = []
         for image in images:
-            inputs, transform = self.letterbox(image[None])
-            per_image.append(self.invoke(inputs))
+            feeds, transform = self.model_input(image[None])
+            per_image.append(self.invoke(feeds))
         outputs = [np.concatenate(parts) for parts in zip(*per_image)]
         out = self._postprocess(outputs, score_threshold, iou_threshold, int(max_detections),
                                 np.asarray(class_mask, np.float32))
@@ -263,6 +286,6 @@ def tflite_backend(path):
         raise InputError(path, f"no {meta_file.name} beside it; load a model written by tools/export.py "
                                f"--format tflite")
     meta, class_names, config = read_export_meta(meta_file)
-    if meta.get("format") != "tflite" or meta.get("model_type") != "yolo" or "outputs" not in meta:
-        raise InputError(meta_file, "not the JSON of a TFLite export of a YOLO detector")
+    if meta.get("format") != "tflite" or meta.get("model_type") not in ("yolo", "faster_rcnn") or "outputs" not in meta:
+        raise InputError(meta_file, "not the JSON of a TFLite export of a YOLO or Faster R-CNN detector")
     return TFLiteBackend(path, meta, config, len(class_names)), class_names, config

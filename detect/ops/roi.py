@@ -72,24 +72,77 @@ def _c_round(x: tf.Tensor) -> tf.Tensor:
     return tf.where(x < 0, -whole, whole)
 
 
+# _divide_f32 divides by Python ints below this: a float32 significand (24 bits) shifted left by
+# bit_length(d) <= 6 bits stays below 2**30, inside int32.
+_MAX_DIVISOR = 63
+_SIGNIFICAND_BITS = 23
+_EXPONENT_BIAS = 127
+# float32 bit fields as int32 arithmetic: x * _MANTISSA_UNIT is x << 23, without a shift op.
+_MANTISSA_UNIT = 1 << _SIGNIFICAND_BITS
+_POWERS_OF_TWO = np.array([1 << i for i in range(31)], np.int32)
+
+
 def _divide_f32(numerator: tf.Tensor, denominator: int) -> tf.Tensor:
     """Correctly rounded float32 `numerator / denominator`, as C computes it.
 
     Grappler and XLA rewrite division by a constant into multiplication by its
     reciprocal, which is off by one ulp for many quotients and moves floor/ceil
-    bin edges. Dividing in float64 keeps the error far below float32's
-    rounding boundaries, so the cast back gives the correctly rounded quotient
-    in every execution mode.
+    bin edges. So the quotient is rounded in int32 arithmetic, which no
+    rewrite changes and which TFLite runs with builtin ops (float64 is not one):
+
+    |n| = A * 2**e with A the 24-bit significand (implicit bit included). With
+    s = bit_length(d), Q, R = divmod(A * 2**s, d) puts A * 2**s / d in
+    [2**23, 2**25): Q is the quotient's significand with one extra bit when
+    Q >= 2**24, and R says exactly where the true value lies between Q and
+    Q + 1. Rounding Q (or Q // 2) half to even on that is IEEE rounding of
+    the exact quotient; the result's bits are then M + (E + 149) * 2**23 for
+    the value M * 2**E, M in [2**23, 2**24] (M = 2**24 carries into the
+    exponent by itself).
+
+    Exact whenever |n| and the quotient are normal floats (|quotient| >=
+    2**-126); zeros, subnormals, infinities and NaN take `n * (1 / d)`
+    (zeros and non-finite values exactly; subnormals as the platform's
+    multiply gives them, which TensorFlow's CPU kernels flush to zero).
 
     Args:
         numerator: float32 tensor of any shape.
-        denominator: positive Python int.
+        denominator: Python int in [1, _MAX_DIVISOR].
 
     Returns:
         float32 tensor like `numerator`.
     """
-    quotient = tf.cast(numerator, tf.float64) / float(denominator)
-    return tf.cast(quotient, tf.float32)
+    d = int(denominator)
+    if not 1 <= d <= _MAX_DIVISOR:
+        raise ValueError(f"_divide_f32 divides by an int in [1, {_MAX_DIVISOR}], got {denominator!r}")
+    numerator = tf.convert_to_tensor(numerator, tf.float32)
+    magnitude = tf.abs(numerator)
+    bits = tf.bitcast(magnitude, tf.int32)
+    exponent = tf.bitwise.right_shift(bits, _SIGNIFICAND_BITS)  # biased; the sign bit is 0
+    significand = bits - (exponent - 1) * _MANTISSA_UNIT  # A in [2**23, 2**24) when normal
+    shift = d.bit_length()
+    scaled = significand * (1 << shift)
+    quotient = tf.math.floordiv(scaled, d)
+    remainder = scaled - quotient * d
+    wide = quotient >= (1 << (_SIGNIFICAND_BITS + 1))
+    half = tf.math.floordiv(quotient, 2)
+    kept = tf.where(wide, half, quotient)
+    # Twice the discarded fraction, in units of 1/d of the kept last place: compared with d below.
+    twice_fraction = tf.where(wide, (quotient - 2 * half) * d + remainder, 2 * remainder)
+    odd = kept - 2 * tf.math.floordiv(kept, 2)
+    round_up = (twice_fraction > d) | ((twice_fraction == d) & (odd == 1))
+    kept += tf.cast(round_up, tf.int32)
+    # The value is kept * 2**E with E = exponent - 150 - shift (+ 1 when wide).
+    exponent_out = exponent - shift + tf.cast(wide, tf.int32) - 1  # E + 149
+    rounded = tf.bitcast(kept + exponent_out * _MANTISSA_UNIT, tf.float32)
+    normal = (exponent >= 1) & (exponent <= 2 * _EXPONENT_BIAS) & (exponent_out >= 0)
+    fallback = magnitude * np.float32(1.0 / d)
+    quotient_f32 = tf.where(normal, rounded, fallback)
+    return tf.where(numerator < 0, -quotient_f32, quotient_f32)
+
+
+def _power_of_two(exponent: tf.Tensor) -> tf.Tensor:
+    """int32 2**exponent for int32 `exponent` in [0, 31), looked up: TFLite has no builtin left shift."""
+    return tf.gather(_POWERS_OF_TWO, exponent)
 
 
 def _floor_log2(n: tf.Tensor) -> tf.Tensor:
@@ -204,12 +257,12 @@ def _padded_range_max_table(features: tf.Tensor):
     def row_body(i, rows, levels):
         def col_body(j, cols, levels):
             levels = levels.write(i * num_w + j, cols)
-            return j + 1, double(cols, 2, width, tf.bitwise.left_shift(1, j)), levels
+            return j + 1, double(cols, 2, width, _power_of_two(j)), levels
 
         _, _, levels = tf.while_loop(
             lambda j, cols, levels: j < num_w, col_body, (tf.constant(0), rows, levels)
         )
-        return i + 1, double(rows, 1, height, tf.bitwise.left_shift(1, i)), levels
+        return i + 1, double(rows, 1, height, _power_of_two(i)), levels
 
     _, _, levels = tf.while_loop(
         lambda i, rows, levels: i < num_h, row_body, (tf.constant(0), features, levels)
@@ -306,8 +359,8 @@ def roi_pool(
     # start at lo and end at hi.
     level_y = _floor_log2(y_hi - y_lo)
     level_x = _floor_log2(x_hi - x_lo)
-    y_end = y_hi - tf.bitwise.left_shift(1, level_y)
-    x_end = x_hi - tf.bitwise.left_shift(1, level_x)
+    y_end = y_hi - _power_of_two(level_y)
+    x_end = x_hi - _power_of_two(level_x)
     rows_in_level = tf.gather(level_h, level_y)  # [K, ph]
     cols_in_level = tf.gather(level_w, level_x)[:, None, :]  # [K, 1, pw]
     offset = tf.gather(level_offset, level_y[:, :, None] * num_w + level_x[:, None, :])
