@@ -1,7 +1,9 @@
 """Overfitting a small YOLO on one batch: the trained model tests can afford.
 
-Used by test_yolo_overfit (learning works), test_detector, test_detect_tool_outputs
-and test_tflite (a model that really finds known objects).
+``overfit_shapes_run`` trains conftest's session-wide ``yolo_run`` once for
+test_yolo_overfit (learning works), test_detector and test_detect_tool_outputs
+(a model that really finds known objects); test_tflite overfits its own
+non-square crops with ``overfit``.
 """
 
 import keras
@@ -48,7 +50,8 @@ def overfit_shapes_run(folder, steps=200):
       folder: an empty folder for the dataset and the run.
 
     Returns:
-      (run directory with ``config.yaml`` and ``best.weights.h5``, the 8 training records).
+      (run directory with ``config.yaml`` and ``best.weights.h5``, the 8 training records,
+      (first loss, last loss) of the training).
     """
     import yaml
 
@@ -69,7 +72,7 @@ def overfit_shapes_run(folder, steps=200):
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     tf.keras.utils.set_random_seed(0)
     task = Detector.from_config(run / "config.yaml")._backend.task
-    overfit(task, next(iter(build_dataset(records, training=False, batch_size=8, image_size=size, max_boxes=8))),
-            steps=steps)
+    losses = overfit(task, next(iter(build_dataset(records, training=False, batch_size=8, image_size=size,
+                                                   max_boxes=8))), steps=steps)
     task.model.save_weights(str(run / "best.weights.h5"))
-    return run, records
+    return run, records, losses

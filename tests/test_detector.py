@@ -102,7 +102,7 @@ def test_detector_finds_the_objects_of_a_non_square_image_in_its_pixels(yolo, ca
 
 
 def test_same_boxes_as_tools_eval_save_dets(yolo, yolo_run, tmp_path):
-    run, _ = yolo_run
+    run = yolo_run[0]
     dets = tmp_path / "dets.json"
     subprocess.run([sys.executable, str(ROOT / "tools/eval.py"), "--config", str(run / "config.yaml"), "--weights",
                     str(run), "--split", "train", "--save-dets", str(dets)], check=True, capture_output=True)
@@ -321,7 +321,7 @@ def test_faster_rcnn_detector_matches_eval_and_its_saved_model(frcnn, canvas, tm
 def test_detect_tool_images_folder_glob_video_and_bad_files(yolo_run, canvas, tmp_path):
     import cv2
 
-    run, records = yolo_run
+    run, records, _ = yolo_run
     folder = tmp_path / "in"
     folder.mkdir()
     cv2.imwrite(str(folder / "wide.png"), canvas[0][..., ::-1])
