@@ -139,8 +139,9 @@ def bench_train(config_path, steps, overrides=(), rounds=5, stage=None):
     labels = {"engine": "engine step (Trainer epoch loop)",
               "bare": "bare Keras step (tf.function, same model, loss, optimizer, batches)"}
     for key, label in labels.items():
+        rate = steps * batch_size / median[key]
         print(f"{label}: cold {cold[key]:.1f} s (tracing), warm {median[key] / steps * 1e3:.0f} ms/step median, "
-              f"{best[key] / steps * 1e3:.0f} ms/step best ({steps * batch_size / median[key]:.1f} images/s median)")
+              f"{best[key] / steps * 1e3:.0f} ms/step best ({rate:.{3 if rate < 1 else 1}f} images/s median)")
     print(f"engine overhead: {100 * (median['engine'] / median['bare'] - 1):+.1f}% median, "
           f"{100 * (best['engine'] / best['bare'] - 1):+.1f}% best round (goal <= 10%)", flush=True)
 
