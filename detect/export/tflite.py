@@ -35,8 +35,9 @@ model, by 0.1 with the raw heads), so the host decodes them in float32 with
 Faster R-CNN (float32 and float16; ``decode="model"``) takes a square
 canvas S = ``data.max_side`` rounded up to ``data.size_divisor`` (every
 shortest-side resize fits it; the host pads the image with zeros at the
-bottom and right, as the pipeline pads to the divisor) and the original's
-``im_info``:
+bottom and right, as the pipeline pads to the divisor, but on to S, so
+scores near that padding can differ from the Keras graph's) and the
+original's ``im_info``:
 
     input  ``image``       [1, S, S, 3]  float32 in [0, 1]
     input  ``image_info``  [1, 3]        the resized image's height and width
