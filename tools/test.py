@@ -24,7 +24,7 @@ NO_TESTS_COLLECTED = 5  # pytest's exit status when a share holds no selected te
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                         help="pytest processes at once (default: 2, or 1 on a 1-core machine)")
     args, pytest_args = parser.parse_known_args(argv)
