@@ -84,6 +84,12 @@ log = logging.getLogger("detect")
 QUANTIZE = (None, "float16", "int8")
 DECODE = ("model", "host")
 DEFAULT_CALIBRATION_IMAGES = 100
+# The JSON's description of the outputs, by (model type, decoding).
+_LAYOUTS = {
+    ("yolo", "model"): "boxes [1, N, 4] xyxy letterboxed-input pixels / input_size; scores [1, N, C]",
+    ("yolo", "host"): "raw_<l> [1, H_l, W_l, A_l, 5 + C] head outputs, finest level first",
+    ("faster_rcnn", "model"): "boxes [1, R, C, 4] per-class xyxy input pixels / input_size; scores [1, R, C]",
+}
 
 def export_tflite(detector, out, quantize=None, flex=False, calibration_images=DEFAULT_CALIBRATION_IMAGES,
                   decode=None, score_threshold=None, iou_threshold=None, max_detections=None, overwrite=False):
@@ -182,9 +188,7 @@ def export_tflite(detector, out, quantize=None, flex=False, calibration_images=D
                  (f"{INPUT_NAME} [1, {size}, {size}, 3] resized RGB float32 in [0, 1], zero-padded at the bottom "
                   f"and right; {INFO_NAME} [1, 3] its height and width in the input and its resize scale"),
         "outputs": outputs,
-        "layout": ("boxes [1, N, 4] xyxy letterboxed-input pixels / input_size; scores [1, N, C]" if yolo and
-                   decode == "model" else "raw_<l> [1, H_l, W_l, A_l, 5 + C] head outputs, finest level first"
-                   if yolo else "boxes [1, R, C, 4] per-class xyxy input pixels / input_size; scores [1, R, C]"),
+        "layout": _LAYOUTS[model_type, decode],
         "ops": sorted(set(ops)), "source": detector.source, "config": to_dict(config),
     }
     if yolo:
