@@ -407,6 +407,23 @@ def test_reinit_heads_draws_step3_rpn_and_step4_outputs_afresh(reinit):
     assert np.all(drawn["cls_score"][1] == 0) and np.all(drawn["bbox_pred"][1] == 0)
 
 
+@pytest.mark.parametrize("init", ["fresh", "rpn"])
+def test_detector_backbone_init_rpn_starts_step2_from_step1s_backbone(init):
+    task = FasterRcnnTask(3, FasterRcnnConfig(backbone="tiny", detector_backbone_init=init, anchor_scales=(1, 2, 4),
+                                              **SMALL))
+    for i, w in enumerate(task.backbone.weights):  # "trained in step 1": values no initializer draws
+        w.assign(tf.fill(w.shape, 0.5 + i))
+    before = [np.array(w) for w in task.detector_backbone.weights]
+    stages.prepare_detector(task)
+    stages.prepare_detector(task)  # idempotent, as a resume inside step 2 needs
+    after = [np.array(w) for w in task.detector_backbone.weights]
+    if init == "fresh":
+        assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+    else:
+        assert all(np.all(w == 0.5 + i) for i, w in enumerate(after))
+    assert task.inference_mode == stages.OWN_DETECTOR and task.detector_backbone.trainable
+
+
 def test_c4_head_is_resnet50_conv5_on_pooled_rois_then_average_pooling(tmp_path):
     """head: c4 (torchvision's and detectron2's R50-C4): RoIs pooled from conv4 (14 x 14 x 1024), ResNet-50's
     conv5 stage (stride 2: 7 x 7 x 2048), global average pooling, the two output layers. The reference is

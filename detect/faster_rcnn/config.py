@@ -13,6 +13,7 @@ from detect.faster_rcnn.loss import LOSS_NORMALIZATIONS
 from detect.faster_rcnn.targets import DEFAULT_BOX_STDS
 
 TRAINING_SCHEDULES = ("alternating", "joint")
+DETECTOR_BACKBONE_INITS = ("fresh", "rpn")  # model.detector_backbone_init
 ROI_OPS = ("roi_pool", "roi_align")
 HEADS = ("fc", "c4")
 # The backbone stage the C4 head runs on pooled RoIs: the level after the one the RPN reads.
@@ -110,6 +111,11 @@ class FasterRcnnConfig:
         (the RPN's; the classifier and box regressor) afresh from their
         initializers, as the original (True), or continue from steps 1
         and 2 (False, the default).
+      detector_backbone_init: where alternating step 2's own backbone
+        starts: "fresh" (the paper: its own initialisation, the pretrained
+        weights when there are any) or "rpn" (a copy of the backbone step 1
+        trained: for a backbone trained from scratch, the only pretraining
+        there is).
       loss_normalization: "code" (py-faster-rcnn's code) or "paper" (the
         paper's N_cls / N_reg with lambda 10).
       score_threshold: detections at or below it are dropped, in [0, 1]
@@ -157,6 +163,7 @@ class FasterRcnnConfig:
     stage_step_epochs: Tuple[int, ...] = bounded((), ge=0)
     stage_batch_sizes: Tuple[int, ...] = bounded((), ge=1)
     reinit_heads: bool = False
+    detector_backbone_init: str = one_of("fresh", DETECTOR_BACKBONE_INITS)
     loss_normalization: str = one_of("code", LOSS_NORMALIZATIONS)
     score_threshold: float = bounded(0.001, ge=0, le=1)
     iou_threshold: float = bounded(0.3, ge=0, le=1)

@@ -6,7 +6,9 @@
    the original) learn proposals.
 2. ``detector``: Fast R-CNN learns on the step-1 RPN's proposals with its
    own, separately initialised backbone (``detector_backbone``); the step-1
-   RPN and backbone are frozen.
+   RPN and backbone are frozen. ``model.detector_backbone_init: rpn``
+   starts that backbone as a copy of step 1's instead (idempotent: step 1's
+   backbone is frozen until step 3).
 3. ``rpn_shared``: the shared backbone becomes a copy of the step-2
    detector's and is frozen; only the RPN's own layers train.
 4. ``detector_shared``: backbone and RPN frozen; only the detector's own
@@ -75,10 +77,15 @@ def _set_trainable(task, backbone=False, rpn=False, head=False, detector_backbon
             freeze_batchnorm(part)
 
 
+def _copy_weights(source, target):
+    """Assigns every weight of ``source`` (normalisation statistics included) to ``target``'s."""
+    for value, variable in zip(source.weights, target.weights, strict=True):
+        variable.assign(value)
+
+
 def share_detector_backbone(task):
     """Copies the step-2 detector's backbone (weights and normalisation statistics) into the shared one."""
-    for shared, own in zip(task.backbone.weights, task.detector_backbone.weights, strict=True):
-        shared.assign(own)
+    _copy_weights(task.detector_backbone, task.backbone)
 
 
 # Each step's ``prepare`` sets what trains, and what inference (the step's validation) runs:
@@ -89,6 +96,8 @@ def prepare_rpn(task):
 
 
 def prepare_detector(task):
+    if task.config.detector_backbone_init == "rpn":
+        _copy_weights(task.backbone, task.detector_backbone)
     task.inference_mode = OWN_DETECTOR
     _set_trainable(task, head=True, detector_backbone=True)
 
