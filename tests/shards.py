@@ -20,7 +20,7 @@ SECONDS = {
     "test_eval_cli.py": 22, "test_mosaic.py": 22, "test_convert_darknet.py": 18, "test_train_run.py": 18,
     "test_yolo_model.py": 16, "test_resume.py": 15, "test_pipeline.py": 15, "test_roi.py": 13,
     "test_dataset_dispatch.py": 13, "test_export_outputs.py": 12, "test_two_replicas.py": 12,
-    "test_data_readers.py": 11, "test_frcnn_proposals.py": 9,
+    "test_data_readers.py": 11, "test_frcnn_proposals.py": 9, "test_augment_workers.py": 25,
 }
 # Files that share a session fixture run in one share.
 TOGETHER = (("test_detector.py", "test_detect_tool_outputs.py", "test_yolo_overfit.py"),)

@@ -1,6 +1,6 @@
 """The benchmarks' ops suite (detect.bench.ops, detect.bench.timing; tools/benchmark.py ops): its rows
 time what they claim against references that agree with ours, and report first-call, warm and
-peak-memory numbers."""
+peak-memory numbers. The data suite's hand-written reference loop augments as ours does."""
 
 import subprocess
 import sys
@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from detect.bench.naive_data import naive_compose
 from detect.bench.ops import (
     CROWD_THRESHOLDS, batched_nms_row, crowd_outputs, iou_row, nms_row, numpy_iou, random_boxes, roi_pool_row,
     tf_iou_formula)
 from detect.bench.timing import (
     Impl, _format_measured, make_row, numpy_step_peak, tf_memory_device, tf_memory_tracked, tf_step_peak)
+from detect.data.augment import AugmentConfig, build_augmenter
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "benchmark.py"
 MiB = 2**20
@@ -146,3 +148,18 @@ def test_bad_command_line_is_one_line_and_status_2(args):
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: benchmark.py:"), done.stderr
     assert done.stdout == ""
+
+
+@pytest.mark.parametrize("cfg", [AugmentConfig(), AugmentConfig(crop_prob=0.7, scale=0.3, flip_prob=0.0, blur_prob=0.5)],
+                         ids=["defaults", "other"])
+def test_naive_loop_runs_our_augmentations_with_our_settings(cfg):
+    """`benchmark.py data --naive` compares plumbing only: the hand-written loop's albumentations steps are
+    ours, in our order, with our arguments and probabilities."""
+    ours, naive = build_augmenter(cfg), naive_compose(cfg)
+    assert [type(t) for t in naive.transforms] == [type(t) for t in ours.transforms]
+    for a, b in zip(ours.transforms, naive.transforms):
+        assert a.to_dict() == b.to_dict()
+    bbox = ("min_visibility", "min_width", "min_height", "clip")
+    ours_params = ours.processors["bboxes"].params
+    naive_params = naive.processors["bboxes"].params
+    assert all(getattr(ours_params, k) == getattr(naive_params, k) for k in bbox)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detect.bench.data import DATA_STEP_CONFIG, bench_data  # noqa: E402
+from detect.bench.data import DATA_STEP_CONFIG, bench_data, bench_data_naive  # noqa: E402
 from detect.bench.eval import bench_eval  # noqa: E402
 from detect.bench.infer import bench_infer  # noqa: E402
 from detect.bench.ops import bench_ops  # noqa: E402
@@ -60,6 +60,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=20, help="train: timed steps")
     parser.add_argument("--rounds", type=int, default=5, help="train: timed rounds (engine and bare alternate)")
     parser.add_argument("--stage", help="train: the stage of a multi-stage schedule to time (default the first)")
+    parser.add_argument("--naive", action="store_true",
+                        help="data: ours against a hand-written tf.data + albumentations loop, side by side")
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="train, infer, data: config overrides")
     args = parser.parse_args(argv)
     for option in ("repeats", "images", "steps", "rounds"):
@@ -74,6 +76,8 @@ def main(argv=None):
     elif args.suite == "eval":
         bench_eval(args.images)
     elif args.suite == "data":
+        if args.naive:
+            return bench_data_naive(min(args.repeats, 5))
         return bench_data(min(args.repeats, 5), args.config or DATA_STEP_CONFIG, args.overrides)
     elif args.suite == "train":
         if not args.config:

@@ -43,6 +43,128 @@ def _pipeline_rate(make_dataset, images_per_round, rounds):
     return first_batch, warmup, rates, cpu_per_image
 
 
+def _with_threads(dataset, threads):
+    """``dataset`` on a private pool of ``threads`` threads (the thread budget both pipelines get)."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = threads
+    return dataset.with_options(options)
+
+
+def _cpu_seconds():
+    """This process's CPU seconds, all threads, plus its augmentation workers' (``detect.data.augment_workers``)."""
+    from detect.data.augment_workers import worker_cpu_seconds
+
+    return time.process_time() + worker_cpu_seconds()
+
+
+def _alternating_rates(pipelines, images_per_round, rounds, before_round=None, warmup_batches=8):
+    """Images/s of each named pipeline, rounds interleaved (A B A B ...) so load changes hit both alike.
+
+    Each round builds its pipeline's iterator afresh, runs ``warmup_batches``
+    untimed (buffers fill, AUTOTUNE settles), times ``images_per_round``
+    images, then drops the iterator: no pipeline keeps prefetching while the
+    other is timed (a kept iterator filled its buffers in the background and
+    read back at several times its rate).
+
+    ``before_round``: {name: fn()} run before each of that pipeline's rounds
+    (process-wide settings that differ between them, e.g. OpenCV's threads).
+
+    Returns:
+      {name: (seconds to the first batch in the first round, [images/s per
+      round], CPU s per image over the timed parts)}.
+    """
+    import gc
+
+    results = {name: (None, [], 0.0) for name in pipelines}
+    for _ in range(rounds):
+        for name, make in pipelines.items():
+            (before_round or {}).get(name, lambda: None)()
+            start = time.perf_counter()
+            it = iter(make().repeat())
+            next(it)
+            first = time.perf_counter() - start
+            for _ in range(warmup_batches):
+                next(it)
+            seen, start, cpu = 0, time.perf_counter(), _cpu_seconds()
+            while seen < images_per_round:
+                seen += int(next(it)["image"].shape[0])
+            elapsed, used = time.perf_counter() - start, _cpu_seconds() - cpu
+            # Drop the iterator before the next round: its threads must stop (and not run Python at exit).
+            del it
+            gc.collect()
+            first_so_far, rates, cpu_total = results[name]
+            rates.append(seen / elapsed)
+            results[name] = (first if first_so_far is None else first_so_far, rates, cpu_total + used / seen)
+    return {name: (first, rates, cpu / rounds) for name, (first, rates, cpu) in results.items()}
+
+
+def bench_data_naive(rounds):
+    """Ours against the hand-written loop (``detect.bench.naive_data``): same shards, augmentation, batch.
+
+    Both read the same 8 TFRecord shards of BCCD, letterbox to 416, pad
+    boxes to 100, batch 16 as float32, under the same budget (a private
+    pool of 2 threads, then of every core when there are more; ours also
+    runs its augmentation in as many worker processes, as training does,
+    ``data.augment_workers``), alternating rounds in this process. CPU ms per image is this process's
+    CPU time over a pipeline's rounds (the other pipeline's buffers are
+    full then, so its threads are idle). OpenCV's thread count is
+    process-wide: the naive loop's rounds run with OpenCV's default, as in
+    a process of its own; ours with what building our pipeline sets.
+    """
+    import cv2
+    import tensorflow as tf
+
+    from detect.data.augment_stages import opencv_per_image
+
+    from detect.bench.naive_data import naive_dataset
+    from detect.data import read_voc
+    from detect.data.augment import AugmentConfig
+    from detect.data.pipeline import build_dataset
+    from detect.data.tfrecord import tfrecord_files, write_tfrecords
+
+    if not BCCD.is_dir():
+        print(f"benchmark.py data: BCCD not found at {BCCD}", file=sys.stderr)
+        return 2
+    records = [r for split in ("trainval", "test") for r in read_voc(BCCD, split, class_names=BCCD_CLASSES)]
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores, load average {load} (1/5/15 min)")
+    print(f"ours (build_dataset) against a hand-written tf.data + albumentations loop: BCCD ({len(records)} "
+          f"images) from 8 TFRecord shards, AugmentConfig defaults, letterbox 416, batch 16, 100 boxes; "
+          f"median of {rounds} alternating rounds of {2 * len(records)} images, each on a fresh iterator after "
+          f"8 untimed batches",
+          flush=True)
+    cfg = AugmentConfig()
+    default_threads = cv2.getNumThreads()  # before building ours changes it
+    with tempfile.TemporaryDirectory() as tmp:
+        write_tfrecords(records, tmp, num_shards=8, prefix="bccd")
+        files = tfrecord_files(tmp)
+        for threads in sorted({2, os.cpu_count() or 2}):
+            pipelines = {
+                "ours": lambda: _with_threads(build_dataset(tmp, training=True, batch_size=16, image_size=416,
+                                                            max_boxes=100, augment=cfg, augment_workers=threads),
+                                              threads),
+                "naive": lambda: _with_threads(naive_dataset(files, cfg, batch_size=16, image_size=416,
+                                                             max_boxes=100), threads),
+                "ours, no workers": lambda: _with_threads(build_dataset(
+                    tmp, training=True, batch_size=16, image_size=416, max_boxes=100, augment=cfg,
+                    augment_workers=0), threads),
+            }
+            rates = _alternating_rates(pipelines, 2 * len(records), rounds, before_round={
+                "ours": opencv_per_image, "ours, no workers": opencv_per_image,
+                "naive": lambda: cv2.setNumThreads(default_threads)})
+            for name, (first, per_round, cpu) in rates.items():
+                print(f"  {threads} threads, {name:<16}: {np.median(per_round):7.1f} images/s (rounds: "
+                      f"{', '.join(f'{r:.0f}' for r in per_round)}), first batch {first:.2f} s, "
+                      f"CPU {cpu * 1e3:.1f} ms per image", flush=True)
+            ratio = np.median(rates["ours"][1]) / np.median(rates["naive"][1])
+            threads_only = np.median(rates["ours, no workers"][1]) / np.median(rates["naive"][1])
+            print(f"  {threads} threads: ours / naive = x{ratio:.2f} (goal >= 1.3: {'met' if ratio >= 1.3 else 'NOT met'}); "
+                  f"without the workers x{threads_only:.2f}", flush=True)
+    return 0
+
+
 def bench_data(rounds, config_path=DATA_STEP_CONFIG, overrides=()):
     """The YOLO training pipeline on BCCD, plain and with mosaic / mixup, against a training step.
 

@@ -5,19 +5,25 @@ Three ways, each giving the same element (image, boxes, ``transform``,
 
 * ``image_augmenter``: per image, albumentations (``detect.data.augment``)
   and the resize in one ``tf.numpy_function``; the image is first fitted to
-  the network size (``_fit``), so augmenting is cheaper.
+  the network size (``fit``), so augmenting is cheaper. It runs in the
+  tf.data thread or, with ``workers``, in worker processes
+  (``detect.data.augment_workers``).
 * ``mixed_images``: mosaic and mixup (``detect.data.mosaic``). Images are
   fitted one by one, then cut into groups of ``MOSAIC_GROUP`` in stream
   order; every member gives one output, whose partners come from its group.
 * ``graph_resizer``: augmentation off; the resize runs in the graph.
 
-Python callbacks go through ``detect.data.python_calls``.
+Python callbacks go through ``detect.data.python_calls``. OpenCV runs
+single-threaded once an augmenting pipeline is built (``opencv_per_image``).
 """
 
+import cv2
 import numpy as np
 import tensorflow as tf
 
 from detect.data import transforms
+from detect.data.augment import ThreadLocalAugmenter
+from detect.data.augment_workers import fit, run_one, shared_pool
 from detect.data.mosaic import GroupAugmenter
 from detect.data.python_calls import CALLS
 from detect.ops import PAD_CLASS
@@ -27,30 +33,35 @@ AUTOTUNE = tf.data.AUTOTUNE
 MOSAIC_GROUP = 8
 
 
-def _fit(image, boxes, geometry, min_side):
-    """Resizes (no padding) to the size the final resize would give; boxes follow."""
-    h, w = image.shape[:2]
-    if geometry["resize"] == "letterbox":
-        new_h, new_w, t = transforms.letterbox_geometry(h, w, geometry["image_size"])
-    else:
-        new_h, new_w, t = transforms.shortest_side_geometry(h, w, min_side, geometry["max_side"])
-    return transforms.resize_image(image, new_h, new_w), boxes * t[[1, 0, 1, 0]], t
+def opencv_per_image():
+    """Turns OpenCV's own thread pool off (process-wide), for the augmentation callbacks.
+
+    tf.data's parallel map already runs one image per thread; OpenCV's pool
+    on top splits each resize and warp across the same cores and its workers
+    spin while they wait: 9.6 -> 7.0 ms of CPU per BCCD image measured in
+    the augment stage (``tools/benchmark.py data --naive``). Pixels do not
+    change: OpenCV splits rows between workers, each row computed alike.
+    """
+    cv2.setNumThreads(0)
 
 
-def image_augmenter(augmenter, geometry):
+def image_augmenter(cfg, geometry, workers=0):
+    """The per-image step: ``run_one`` in the calling tf.data thread (``workers`` 0) or in the
+    process's pool of ``workers`` processes (``detect.data.augment_workers``); the same output
+    either way."""
+    opencv_per_image()
     letterbox = geometry["resize"] == "letterbox"
     out_shape = [geometry["image_size"], geometry["image_size"], 3] if letterbox else [None, None, 3]
+    if workers:
+        pool = shared_pool(workers)
 
-    def run(image, boxes, classes, ignore, seed, min_side):
-        # Augment at network resolution (cheaper), then letterbox / resize what the crop left.
-        image, boxes, t_fit = _fit(image, boxes, geometry, int(min_side))
-        image, boxes, classes, ignore = augmenter(image, boxes, classes, ignore, seed)
-        if letterbox:
-            image, boxes, t = transforms.letterbox(image, boxes, geometry["image_size"])
-        else:
-            image, boxes, t = transforms.resize_shortest_side(image, boxes, int(min_side), geometry["max_side"])
-        transform = np.array([t_fit[0] * t[0], t_fit[1] * t[1], t[2], t[3]], np.float32)
-        return image, boxes.astype(np.float32), classes, ignore, transform
+        def run(image, boxes, classes, ignore, seed, min_side):
+            return pool.run(cfg, geometry, image, boxes, classes, ignore, seed, min_side)
+    else:
+        augmenter = ThreadLocalAugmenter(cfg)
+
+        def run(image, boxes, classes, ignore, seed, min_side):
+            return run_one(augmenter, geometry, image, boxes, classes, ignore, seed, min_side)
 
     def on_close(image, boxes, classes, ignore, seed, min_side):
         # Exit has begun: nobody will read this; return the right types fast.
@@ -75,9 +86,9 @@ def image_augmenter(augmenter, geometry):
 
 
 def _fitter(geometry):
-    """Mosaic / mixup, first step: each image resized to fit ``image_size`` (no padding) with ``_fit``."""
+    """Mosaic / mixup, first step: each image resized to fit ``image_size`` (no padding) with ``fit``."""
     def run(image, boxes):
-        fitted, boxes, t_fit = _fit(image, boxes, geometry, geometry["min_side"])
+        fitted, boxes, t_fit = fit(image, boxes, geometry, geometry["min_side"])
         # Never hand back the input's own buffer (an image already at its fit size): tf.data owns it.
         fitted = fitted.copy() if np.shares_memory(fitted, image) else fitted
         return fitted, boxes.astype(np.float32), t_fit.astype(np.float32)
@@ -153,6 +164,7 @@ def mixed_images(ds, augment, geometry, deterministic):
     the seed (with ``deterministic``, which fixes the groups).
     """
     size = geometry["image_size"]
+    opencv_per_image()
     ds = ds.map(_fitter(geometry), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     ds = ds.padded_batch(MOSAIC_GROUP)
     ds = ds.map(_group_augmenter(GroupAugmenter(augment, size), size), num_parallel_calls=AUTOTUNE,

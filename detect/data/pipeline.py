@@ -91,8 +91,8 @@ TensorFlow only); this module assembles them.
 
 import tensorflow as tf
 
-from detect.data.augment import ThreadLocalAugmenter
 from detect.data.augment_stages import graph_resizer, image_augmenter, mixed_images
+from detect.data.augment_workers import AUTO, resolve_workers
 from detect.data.bad_input import boxes_fixer, pipeline_stats, reporter
 from detect.data.batching import multiscaler, padder, to_float
 from detect.data.sources import ISOLATION_CYCLE, failed_decode, isolated, recover_truncated, source_elements
@@ -109,7 +109,7 @@ def build_dataset(source, *, training, batch_size, image_size=416, max_boxes=100
                   multiscale_sizes=None, multiscale_every=10, resize="letterbox", min_side=600,
                   max_side=1000, size_divisor=32, min_sides=(), shuffle_buffer=1024, seed=0,
                   deterministic=False, cache=False, strict=False, drop_remainder=None, counter=None,
-                  input_context=None):
+                  input_context=None, augment_workers=AUTO):
     """Builds the batched detection input pipeline (batch layout in the module docstring).
 
     Args:
@@ -155,6 +155,11 @@ def build_dataset(source, *, training, batch_size, image_size=416, max_boxes=100
       counter: ``SkipCounter`` to report to; None for ``pipeline_stats()``.
       input_context: ``tf.distribute.InputContext``; shards the input by
         pipeline (``distribute_dataset`` passes it).
+      augment_workers: processes that run the per-image augmentation
+        (``detect.data.augment_workers``; the output is the same as in
+        tf.data's threads): ``AUTO`` (-1) one per usable core when there
+        are at least 2, 0 none (tf.data's threads), or a count. Mosaic /
+        mixup run in the threads.
 
     Returns:
       ``tf.data.Dataset`` of batch dicts.
@@ -172,7 +177,7 @@ def build_dataset(source, *, training, batch_size, image_size=416, max_boxes=100
                          strict=strict, counter=counter, deterministic=deterministic, input_context=input_context)
     geometry = dict(resize=resize, image_size=image_size, min_side=min_side, max_side=max_side)
     ds = _network_images(ds, geometry, training=training, augment=augment, min_sides=min_sides, seed=seed,
-                         deterministic=deterministic)
+                         deterministic=deterministic, workers=resolve_workers(augment_workers))
     ds = _batches(ds, batch_size=batch_size, max_boxes=max_boxes, counter=counter, resize=resize,
                   size_divisor=size_divisor, drop_remainder=drop_remainder, deterministic=deterministic)
     if multiscale_sizes is not None:
@@ -223,7 +228,7 @@ def _checked_images(source, *, training, seed, shuffle_buffer, cache, strict, co
     return ds
 
 
-def _network_images(ds, geometry, *, training, augment, min_sides, seed, deterministic):
+def _network_images(ds, geometry, *, training, augment, min_sides, seed, deterministic, workers=0):
     """Each image augmented (when training with ``augment``) or just resized (``detect.data.augment_stages``)."""
     if min_sides:
         # Per image, before the resize: the pick travels with its image whatever the map order.
@@ -236,7 +241,7 @@ def _network_images(ds, geometry, *, training, augment, min_sides, seed, determi
         if augment.mixes_images:
             ds = mixed_images(ds, augment, geometry, deterministic)
         else:
-            ds = ds.map(image_augmenter(ThreadLocalAugmenter(augment), geometry),
+            ds = ds.map(image_augmenter(augment, geometry, workers),
                         num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     else:
         ds = ds.map(graph_resizer(geometry), num_parallel_calls=AUTOTUNE, deterministic=deterministic)

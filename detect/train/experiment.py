@@ -71,6 +71,10 @@ class DataConfig:
         each >= 1 and <= ``max_side``; evaluation uses ``min_side``.
       max_boxes: boxes kept per image (padding size), >= 1.
       augment: albumentations settings (training only).
+      augment_workers: processes that run the per-image augmentation,
+        beside tf.data's threads (the GIL limits those): -1 (default) one
+        per usable core when there are at least 2, 0 none, or a count. The
+        images are the same to the bit either way.
       strict: fail on a corrupt, truncated (repairable) or broken image or
         annotation instead of skipping (or repairing) it and counting it.
       allow_outside_root: accept image paths from annotations that lead
@@ -97,6 +101,7 @@ class DataConfig:
     min_sides: Tuple[int, ...] = bounded((), ge=1)
     max_boxes: int = bounded(100, ge=1)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    augment_workers: int = bounded(-1, ge=-1)
     strict: bool = False
     allow_outside_root: bool = False
     cache: bool = False

@@ -60,7 +60,7 @@ def make_datasets(config, train_records, val_records, strategy, train_skipped=()
                 train_records, training=True, batch_size=batch_size, max_boxes=data.max_boxes,
                 augment=data.augment.for_epoch(epoch, train.epochs), multiscale_sizes=data.multiscale_sizes or None,
                 multiscale_every=data.multiscale_every, min_sides=data.min_sides, seed=train.seed + epoch,
-                strict=data.strict, input_context=input_context, **geometry)
+                strict=data.strict, input_context=input_context, augment_workers=data.augment_workers, **geometry)
 
         return make(batch_size) if replicas == 1 else distribute_dataset(strategy, make, batch_size)
 
