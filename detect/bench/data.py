@@ -116,7 +116,7 @@ def bench_data_naive(rounds):
     import cv2
     import tensorflow as tf
 
-    from detect.data.augment_stages import opencv_per_image
+    from detect.data.augment_workers import opencv_per_image
 
     from detect.bench.naive_data import naive_dataset
     from detect.data import read_voc

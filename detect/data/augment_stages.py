@@ -17,13 +17,12 @@ Python callbacks go through ``detect.data.python_calls``. OpenCV runs
 single-threaded once an augmenting pipeline is built (``opencv_per_image``).
 """
 
-import cv2
 import numpy as np
 import tensorflow as tf
 
 from detect.data import transforms
 from detect.data.augment import ThreadLocalAugmenter
-from detect.data.augment_workers import fit, run_one, shared_pool
+from detect.data.augment_workers import fit, opencv_per_image, run_one, shared_pool
 from detect.data.mosaic import GroupAugmenter
 from detect.data.python_calls import CALLS
 from detect.ops import PAD_CLASS
@@ -31,18 +30,6 @@ from detect.ops import PAD_CLASS
 AUTOTUNE = tf.data.AUTOTUNE
 # Images per mosaic group: an image's mosaic and mixup partners are drawn from its group.
 MOSAIC_GROUP = 8
-
-
-def opencv_per_image():
-    """Turns OpenCV's own thread pool off (process-wide), for the augmentation callbacks.
-
-    tf.data's parallel map already runs one image per thread; OpenCV's pool
-    on top splits each resize and warp across the same cores and its workers
-    spin while they wait: 9.6 -> 7.0 ms of CPU per BCCD image measured in
-    the augment stage (``tools/benchmark.py data --naive``). Pixels do not
-    change: OpenCV splits rows between workers, each row computed alike.
-    """
-    cv2.setNumThreads(0)
 
 
 def image_augmenter(cfg, geometry, workers=0):
