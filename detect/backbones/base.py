@@ -44,6 +44,21 @@ class FeatureLevel:
 
 
 @keras.saving.register_keras_serializable(package="detect")
+class Conv2D(layers.Conv2D):
+    """``keras.layers.Conv2D`` (same weights, same forward op); a stride-1 ``SAME`` convolution takes
+    ``detect.ops.conv.conv2d_same``, whose gradients run as forward convolutions and matmuls on a CPU."""
+
+    def convolution_op(self, inputs, kernel):
+        same = self.padding == "same" or self.kernel_size == (1, 1)  # a 1x1 kernel pads nothing either way
+        if (self.strides == (1, 1) and same and self.dilation_rate == (1, 1)
+                and self.data_format == "channels_last" and self.groups == 1):
+            from detect.ops.conv import conv2d_same
+
+            return conv2d_same(inputs, kernel)
+        return super().convolution_op(inputs, kernel)
+
+
+@keras.saving.register_keras_serializable(package="detect")
 class CaffePreprocess(layers.Layer):
     """RGB in [0, 1] -> BGR in 0..255 minus the ImageNet mean (Caffe style).
 
@@ -82,7 +97,7 @@ def conv_bn_leaky(x, filters, kernel_size, name, strides=1):
     if strides > 1:
         x = layers.ZeroPadding2D(((1, 0), (1, 0)), name=f"{name}_pad")(x)
         padding = "valid"
-    x = layers.Conv2D(
+    x = Conv2D(
         filters, kernel_size, strides=strides, padding=padding, use_bias=False, name=f"{name}_conv"
     )(x)
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{name}_bn")(x)

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from detect.backbones import build_backbone
+from detect.backbones.base import Conv2D
 from detect.models.base import TaskBase
 from detect.yolo.config import YoloConfig
 from detect.yolo.loss import decode_level, yolo_loss
@@ -27,7 +28,7 @@ HEAD_LAYER_PREFIXES = ("p3_head_", "p4_head_", "p5_head_", "head_c_", "out")
 
 
 def _conv(x, filters, kernel, name, strides=1):
-    x = keras.layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
     x = keras.layers.BatchNormalization(momentum=0.97, epsilon=1e-3, name=f"{name}_bn")(x)
     return keras.layers.LeakyReLU(0.1, name=f"{name}_act")(x)
 
@@ -38,9 +39,9 @@ def _output_conv(x, num_anchors, num_classes, dropout, name):
     prior = -math.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)
     bias = np.zeros((num_anchors, 5 + num_classes), np.float32)
     bias[:, 4:] = prior
-    x = keras.layers.Conv2D(num_anchors * (5 + num_classes), 1, name=f"{name}{PREDICTION_SUFFIX}",
-                            kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
-                            bias_initializer=keras.initializers.Constant(bias.reshape(-1)))(x)
+    x = Conv2D(num_anchors * (5 + num_classes), 1, name=f"{name}{PREDICTION_SUFFIX}",
+               kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+               bias_initializer=keras.initializers.Constant(bias.reshape(-1)))(x)
     return SplitAnchors(num_anchors, name=f"{name}_anchors")(x)
 
 
