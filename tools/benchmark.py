@@ -4,6 +4,7 @@
     python tools/benchmark.py ops [--repeats 7]
     python tools/benchmark.py eval [--images 5000]
     python tools/benchmark.py train --config configs/yolo_shapes.yaml [--steps 20] [--rounds 5] [--stage NAME] [--set ...]
+    python tools/benchmark.py train --peer yolov3-tf2 --peer-path ../peer-yolov3-tf2 [--batch 8] [--steps 2] [--rounds 3] [--precision bfloat16]
     python tools/benchmark.py data [--repeats 5] [--config configs/yolo_bccd.yaml]
     python tools/benchmark.py infer --config configs/yolov3_coco.yaml [--weights W] [--precision bfloat16]
 
@@ -31,6 +32,7 @@ from detect.bench.data import DATA_STEP_CONFIG, bench_data, bench_data_naive  # 
 from detect.bench.eval import bench_eval  # noqa: E402
 from detect.bench.infer import bench_infer  # noqa: E402
 from detect.bench.ops import bench_ops  # noqa: E402
+from detect.bench.peer_train import PEERS, bench_train_peer  # noqa: E402
 from detect.bench.train import bench_train  # noqa: E402
 from detect.cli import exit_now, quiet_tensorflow  # noqa: E402
 from detect.config import PRECISIONS  # noqa: E402
@@ -56,15 +58,23 @@ def main(argv=None):
                         "training step the pipeline is compared with (default configs/yolo_bccd.yaml)")
     parser.add_argument("--weights", help="infer: a run directory or .weights.h5 (default: random weights)")
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",
-                        help="infer: compute precision (Keras mixed-precision policy)")
-    parser.add_argument("--steps", type=int, default=20, help="train: timed steps")
-    parser.add_argument("--rounds", type=int, default=5, help="train: timed rounds (engine and bare alternate)")
+                        help="infer, train --peer: compute precision (Keras mixed-precision policy)")
+    parser.add_argument("--steps", type=int, help="train: timed steps per round (default 20; with --peer 2)")
+    parser.add_argument("--rounds", type=int, help="train: timed rounds, the two sides alternating "
+                        "(default 5; with --peer 3)")
+    parser.add_argument("--peer", choices=PEERS, help="train: our YOLOv3 step beside this peer's, side by side")
+    parser.add_argument("--peer-path", help="train --peer: the peer's checkout (holding its yolov3_tf2 package)")
+    parser.add_argument("--batch", type=int, default=8, help="train --peer: images per step (the peer's default 8)")
     parser.add_argument("--stage", help="train: the stage of a multi-stage schedule to time (default the first)")
     parser.add_argument("--naive", action="store_true",
                         help="data: ours against a hand-written tf.data + albumentations loop, side by side")
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="train, infer, data: config overrides")
     args = parser.parse_args(argv)
-    for option in ("repeats", "images", "steps", "rounds"):
+    if args.steps is None:
+        args.steps = 2 if args.peer else 20
+    if args.rounds is None:
+        args.rounds = 3 if args.peer else 5
+    for option in ("repeats", "images", "steps", "rounds", "batch"):
         if getattr(args, option) < 1:
             raise InputError("benchmark.py", f"--{option} must be at least 1, got {getattr(args, option)}")
     # Importing TensorFlow is a once-per-process cost, like importing any library: reported, never timed.
@@ -80,6 +90,11 @@ def main(argv=None):
             return bench_data_naive(min(args.repeats, 5))
         return bench_data(min(args.repeats, 5), args.config or DATA_STEP_CONFIG, args.overrides)
     elif args.suite == "train":
+        if args.peer:
+            if not args.peer_path:
+                parser.error("--peer needs --peer-path (a checkout of the peer)")
+            return bench_train_peer(args.peer, args.peer_path, args.batch, args.steps, args.rounds, args.precision,
+                                    args.overrides)
         if not args.config:
             parser.error("train needs --config")
         return bench_train(args.config, args.steps, args.overrides, args.rounds, args.stage)

@@ -62,6 +62,21 @@ def training_step_rate(config_path, overrides=(), steps=10, rounds=3):
     return images / float(np.median(times[1:])), f"{Path(config_path).name} (batch {config.train.batch_size})"
 
 
+def _bench_trainer(task, config, batches, steps, batch_size, run_dir):
+    """A ``Trainer`` whose every epoch is the ``steps`` cached ``batches`` (train_images: its steps per epoch)."""
+    from detect.train.engine import Trainer
+
+    return Trainer(task, config.train, run_dir, lambda epoch, batch_size=None: batches, steps,
+                   images_per_batch=config.train.batch_size, train_images=steps * batch_size, progress=False)
+
+
+def engine_round_fn(task, config, batches, steps, batch_size, run_dir):
+    """A no-argument function running one engine epoch (the first stage) over the cached ``batches``."""
+    trainer = _bench_trainer(task, config, batches, steps, batch_size, run_dir)
+    stage = trainer.stages[trainer.stage_index]
+    return lambda: trainer._run_epoch(0, stage)
+
+
 def bench_train(config_path, steps, overrides=(), rounds=5, stage=None):
     """A config's training step: the engine against a bare Keras step, then the input pipeline.
 
@@ -79,7 +94,6 @@ def bench_train(config_path, steps, overrides=(), rounds=5, stage=None):
     import tensorflow as tf
 
     from detect.errors import InputError
-    from detect.train.engine import Trainer
     from detect.train.optimizer import build_optimizer
 
     config, task, train_data = _config_task_and_data(config_path, overrides)
@@ -97,10 +111,7 @@ def bench_train(config_path, steps, overrides=(), rounds=5, stage=None):
     batches = tf.data.Dataset.from_tensors(cached[0])
     for batch in cached[1:]:
         batches = batches.concatenate(tf.data.Dataset.from_tensors(batch))
-    # Every round is one epoch of `steps` batches of the timed stage (train_images: its steps per epoch).
-    trainer = Trainer(task, config.train, tempfile.mkdtemp(prefix="detect-bench-train-"),
-                      lambda epoch, batch_size=None: batches, steps, images_per_batch=config.train.batch_size,
-                      train_images=steps * batch_size, progress=False)
+    trainer = _bench_trainer(task, config, batches, steps, batch_size, tempfile.mkdtemp(prefix="detect-bench-train-"))
     stage_names = [s.name for s in trainer.stages]
     if stage is not None:
         if stage not in stage_names:
