@@ -41,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detect.cli import EXIT_BAD_INPUT, EXIT_OK, class_names_arg, exit_now, os_error_line, quiet_tensorflow  # noqa: E402
 from detect.errors import InputError  # noqa: E402
-from detect.eval.files import METRICS, evaluate_files  # noqa: E402
+from detect.eval.background import BackgroundLoad  # noqa: E402
+from detect.eval.files import METRICS, default_metric, evaluate  # noqa: E402
 from detect.eval.report import format_table, result_to_json, write_plots  # noqa: E402
 from detect.outputs import check_file_output, check_folder_output, claim_folder, write_json_atomic  # noqa: E402
 from detect.phases import Phases, process_age  # noqa: E402
@@ -114,19 +115,23 @@ def main(argv=None):
 
 
 def run(args, phases):
-    with phases("TensorFlow import"):
-        quiet_tensorflow()
-    class_names = args.classes
     try:
         check_outputs(args)
         if args.config is not None:
+            with phases("TensorFlow import"):
+                quiet_tensorflow()
             from detect.eval.predict import evaluate_split
 
             result = evaluate_split(args.config, args.weights, split=args.split, metric=args.metric,
                                     overrides=args.overrides, save_dets=args.save_dets)
         else:
-            result = evaluate_files(args.gt, args.dets, metric=args.metric, split=args.split,
-                                    class_names=class_names, phases=phases)
+            # The files are parsed and checked in a forked process while TensorFlow is imported here.
+            with BackgroundLoad(args.gt, args.dets, split=args.split, class_names=args.classes) as pending:
+                with phases("TensorFlow import"):
+                    quiet_tensorflow()
+                gt, dets = pending.result(phases)
+            with phases("metric"):
+                result = evaluate(gt, dets, args.metric or default_metric(Path(args.gt).is_dir()))
     except InputError as error:
         print(error, file=sys.stderr)
         return EXIT_BAD_INPUT
