@@ -128,7 +128,7 @@ def run(args, phases):
             # The files are parsed and checked in a forked process while TensorFlow is imported here.
             with BackgroundLoad(args.gt, args.dets, split=args.split, class_names=args.classes) as pending:
                 with phases("TensorFlow import"):
-                    quiet_tensorflow()
+                    quiet_tensorflow(keras=False)  # scoring files builds no Keras model
                 gt, dets = pending.result(phases)
             with phases("metric"):
                 result = evaluate(gt, dets, args.metric or default_metric(Path(args.gt).is_dir()))
