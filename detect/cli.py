@@ -1,6 +1,8 @@
 """Small helpers shared by the command-line tools."""
 
 import argparse
+import importlib.abc
+import importlib.machinery
 import os
 import signal
 import sys
@@ -85,7 +87,31 @@ class StopSignals:
 VERBOSE_ENV = "DETECT_TF_LOGS"
 
 
-def quiet_tensorflow():
+class _KerasLater(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """While installed, importing the ``keras`` package fails with ImportError; finding it still works.
+
+    ``import tensorflow`` imports Keras eagerly (``keras.src.optimizers``,
+    and matplotlib with it: about a second on 2 cores) and goes on without
+    it when that raises ImportError. TensorFlow still finds the package (it
+    puts Keras' folders on ``tensorflow.__path__`` for ``tf.keras``), so the
+    spec keeps the real location. Once this finder is removed, ``import
+    keras`` (and ``tf.keras``) load Keras as usual.
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras":
+            return None
+        real = importlib.machinery.PathFinder.find_spec(name)
+        return real and importlib.machinery.ModuleSpec(name, self, origin=real.origin)
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        raise ImportError("keras: not loaded with TensorFlow (detect.cli.quiet_tensorflow(keras=False))")
+
+
+def quiet_tensorflow(keras=True):
     """Imports TensorFlow with its start-up lines kept off the terminal.
 
     TensorFlow's C++ start-up logs ("Could not find cuda drivers", cuInit
@@ -96,7 +122,24 @@ def quiet_tensorflow():
     at a temporary file, which is replayed if the import fails. Call it in a
     tool's ``main`` after argument parsing (``--help`` stays fast).
     ``DETECT_TF_LOGS=1`` shows everything.
+
+    ``keras=False`` leaves out the Keras import TensorFlow makes on its own
+    (``_KerasLater``), for tools that build no Keras model (``tools/eval.py
+    --gt/--dets``); a later ``import keras`` loads it then.
     """
+    if keras or "tensorflow" in sys.modules or "keras" in sys.modules:
+        return _import_tensorflow_quietly()
+    later = _KerasLater()
+    sys.meta_path.insert(0, later)
+    try:
+        _import_tensorflow_quietly()
+        import tensorflow  # noqa: F401 -- already done unless DETECT_TF_LOGS=1 left it to the caller
+    finally:
+        sys.meta_path.remove(later)
+
+
+def _import_tensorflow_quietly():
+    """quiet_tensorflow's body: the import with descriptor 2 captured."""
     if os.environ.get(VERBOSE_ENV, "") not in ("", "0"):
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -13,6 +13,11 @@ class InputError(ValueError):
         self.message = message
         super().__init__(f"{self.source}: {message}")
 
+    def __reduce__(self):
+        # Pickled by its two arguments (the default would pass the joined text
+        # alone), so it crosses a process boundary (detect.eval.background).
+        return type(self), (self.source, self.message)
+
 
 class UnknownClassError(InputError):
     """A class name or id that the class list lacks.

@@ -338,3 +338,42 @@ def test_voc_custom_classes(files, capsys, tmp_path):
     summary = json.loads((tmp_path / "s.json").read_text())
     assert list(summary["per_class"]) == ["cat", "dog", "person"]
     assert summary["mAP"] == pytest.approx(1.0) and summary["per_class"]["person"] is None
+
+
+def test_profile_lists_each_step_on_stderr(files, capsys, tmp_path):
+    argv = ["--gt", files["gt"], "--dets", files["perfect"], "--json", tmp_path / "s.json"]
+    rc, plain_out, plain_err = run_main(argv, capsys)
+    assert rc == 0 and plain_err == ""
+    rc, out, err = run_main([*argv, "--overwrite", "--profile"], capsys)
+    assert rc == 0 and out == plain_out  # the report itself is unchanged
+    lines = err.splitlines()
+    assert lines[0] == "tools/eval.py --profile: wall time per step"
+    steps = [line.rsplit("  ", 1)[0].strip() for line in lines[1:]]
+    # Called in a process that has TensorFlow already: the files load here, not in a forked process.
+    assert steps == ["TensorFlow import", "parse JSON: ground truth", "check + index: ground truth",
+                     "parse JSON: detections", "check + index: detections", "metric", "report"]
+    assert all(line.endswith(" s") for line in lines[1:])
+
+
+KERAS_LATER = """
+import sys
+from detect.cli import quiet_tensorflow
+quiet_tensorflow(keras=False)
+import tensorflow as tf
+print("keras" in sys.modules, "matplotlib" in sys.modules, float(tf.reduce_sum(tf.constant([1.0, 2.0]))))
+from detect.ops import coco_map  # what tools/eval.py --gt runs
+print("keras" in sys.modules)
+import keras
+print(tf.keras.layers.Dense is keras.layers.Dense, type(keras.layers.Dense(2)).__name__)
+from detect.ops import RoIAlign
+print(RoIAlign.__mro__[1] is keras.layers.Layer)
+"""
+
+
+def test_tensorflow_without_its_own_keras_import():
+    # tools/eval.py --gt/--dets imports TensorFlow without the Keras (and matplotlib) it loads on its own;
+    # Keras, tf.keras and our Keras layers still load when asked for.
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", KERAS_LATER], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:4] == ["False False 3.0", "False", "True Dense", "True"]

@@ -3,6 +3,7 @@
 
     python tools/benchmark.py ops [--repeats 7]
     python tools/benchmark.py eval [--images 5000]
+    python tools/benchmark.py eval --cold [--images 5000] [--rounds 5] [--no-pycocotools]
     python tools/benchmark.py train --config configs/yolo_shapes.yaml [--steps 20] [--rounds 5] [--stage NAME] [--set ...]
     python tools/benchmark.py train --peer yolov3-tf2 --peer-path ../peer-yolov3-tf2 [--batch 8] [--steps 2] [--rounds 3] [--precision bfloat16]
     python tools/benchmark.py data [--repeats 5] [--config configs/yolo_bccd.yaml]
@@ -19,6 +20,11 @@ peak memory of one call measured by the allocator that serves it
 (TensorFlow's for TensorFlow code, tracemalloc for numpy); ours and the
 references are timed in alternation, so load from other processes falls on
 both.
+
+``eval --cold`` times whole fresh processes instead (interpreter start to
+exit, JSON files read from disk): ``tools/eval.py`` against a
+faster-coco-eval and a pycocotools script, in alternation
+(``detect.bench.eval_cold``).
 """
 
 import argparse
@@ -30,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detect.bench.data import DATA_STEP_CONFIG, bench_data, bench_data_naive  # noqa: E402
 from detect.bench.eval import bench_eval  # noqa: E402
+from detect.bench.eval_cold import bench_eval_cold  # noqa: E402
 from detect.bench.infer import bench_infer  # noqa: E402
 from detect.bench.ops import bench_ops  # noqa: E402
 from detect.bench.peer_train import PEERS, bench_train_peer  # noqa: E402
@@ -61,10 +68,16 @@ def main(argv=None):
                         help="infer, train --peer: compute precision (Keras mixed-precision policy)")
     parser.add_argument("--steps", type=int, help="train: timed steps per round (default 20; with --peer 2)")
     parser.add_argument("--rounds", type=int, help="train: timed rounds, the two sides alternating "
-                        "(default 5; with --peer 3)")
+                        "(default 5; with --peer 3); eval --cold: rounds of ours and faster-coco-eval (default 5)")
     parser.add_argument("--peer", choices=PEERS, help="train: our YOLOv3 step beside this peer's, side by side")
     parser.add_argument("--peer-path", help="train --peer: the peer's checkout (holding its yolov3_tf2 package)")
     parser.add_argument("--batch", type=int, default=8, help="train --peer: images per step (the peer's default 8)")
+    parser.add_argument("--cold", action="store_true",
+                        help="eval: whole fresh processes (start-up and JSON reading included), ours against "
+                             "faster-coco-eval and pycocotools")
+    parser.add_argument("--no-pycocotools", dest="pycocotools", action="store_false",
+                        help="eval --cold: skip pycocotools (about 45 s a run); the stats are then checked "
+                             "against faster-coco-eval")
     parser.add_argument("--stage", help="train: the stage of a multi-stage schedule to time (default the first)")
     parser.add_argument("--naive", action="store_true",
                         help="data: ours against a hand-written tf.data + albumentations loop, side by side")
@@ -77,6 +90,10 @@ def main(argv=None):
     for option in ("repeats", "images", "steps", "rounds", "batch"):
         if getattr(args, option) < 1:
             raise InputError("benchmark.py", f"--{option} must be at least 1, got {getattr(args, option)}")
+    if args.suite == "eval" and args.cold:
+        # Fresh processes are timed; this one needs no TensorFlow.
+        bench_eval_cold(args.images, args.rounds, pycocotools=args.pycocotools)
+        return 0
     # Importing TensorFlow is a once-per-process cost, like importing any library: reported, never timed.
     start = time.perf_counter()
     quiet_tensorflow()

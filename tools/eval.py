@@ -26,19 +26,26 @@ must be new, empty or one this tool wrote (``--overwrite`` writes into
 another), and no output may be an input. Files are replaced atomically.
 
 Bad input prints one line naming the file and the entry and exits with 2.
+``--profile`` prints the wall time of each step to stderr.
 """
 
-import argparse
-import sys
-from pathlib import Path
+import time
+
+STARTED = time.perf_counter()  # before the imports, which --profile reports
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detect.cli import EXIT_BAD_INPUT, EXIT_OK, class_names_arg, exit_now, os_error_line, quiet_tensorflow  # noqa: E402
 from detect.errors import InputError  # noqa: E402
-from detect.eval.files import METRICS, evaluate_files  # noqa: E402
+from detect.eval.background import BackgroundLoad  # noqa: E402
+from detect.eval.files import METRICS, default_metric, evaluate  # noqa: E402
 from detect.eval.report import format_table, result_to_json, write_plots  # noqa: E402
 from detect.outputs import check_file_output, check_folder_output, claim_folder, write_json_atomic  # noqa: E402
+from detect.phases import Phases, process_age  # noqa: E402
 
 TOOL = "tools/eval.py"
 PLOTS_KIND = "plots"
@@ -65,6 +72,8 @@ def parse_args(argv):
                              "takes them (e.g. data.image_size=320)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace existing --json / --save-dets files; write --plots into an existing folder")
+    parser.add_argument("--profile", action="store_true",
+                        help="print the wall time of each step (start-up, imports, parsing, metric, ...) to stderr")
     args = parser.parse_args(argv)
     if (args.config is None) != (args.weights is None):
         parser.error("--config and --weights go together")
@@ -89,22 +98,48 @@ def check_outputs(args):
 
 
 def main(argv=None):
+    phases = Phases()
+    whole_process = argv is None  # run as a command, not called: start-up and imports are ours to report
+    if whole_process:
+        age = process_age()
+        if age is not None:
+            phases.add("interpreter start", age - (time.perf_counter() - STARTED))
+        phases.add("imports (tool)", time.perf_counter() - STARTED)
     args = parse_args(argv)
-    quiet_tensorflow()
-    class_names = args.classes
+    try:
+        return run(args, phases)
+    finally:
+        if args.profile:
+            phases.print("tools/eval.py --profile: wall time per step",
+                         total=process_age() if whole_process else None)
+
+
+def run(args, phases):
     try:
         check_outputs(args)
         if args.config is not None:
+            with phases("TensorFlow import"):
+                quiet_tensorflow()
             from detect.eval.predict import evaluate_split
 
             result = evaluate_split(args.config, args.weights, split=args.split, metric=args.metric,
                                     overrides=args.overrides, save_dets=args.save_dets)
         else:
-            result = evaluate_files(args.gt, args.dets, metric=args.metric, split=args.split,
-                                    class_names=class_names)
+            # The files are parsed and checked in a forked process while TensorFlow is imported here.
+            with BackgroundLoad(args.gt, args.dets, split=args.split, class_names=args.classes) as pending:
+                with phases("TensorFlow import"):
+                    quiet_tensorflow(keras=False)  # scoring files builds no Keras model
+                gt, dets = pending.result(phases)
+            with phases("metric"):
+                result = evaluate(gt, dets, args.metric or default_metric(Path(args.gt).is_dir()))
     except InputError as error:
         print(error, file=sys.stderr)
         return EXIT_BAD_INPUT
+    with phases("report"):
+        return report(args, result)
+
+
+def report(args, result):
     print(format_table(result))
     try:
         if args.json:

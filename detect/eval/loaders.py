@@ -32,7 +32,7 @@ DEFAULT_VOC_SPLITS = ("test", "val")
 # ---- COCO -------------------------------------------------------------------
 
 
-def load_coco_gt(source):
+def load_coco_gt(source, name=None):
     """Loads a COCO instances JSON.
 
     Images are sorted by id (pycocotools visits ``sorted(getImgIds())``) and
@@ -46,6 +46,7 @@ def load_coco_gt(source):
 
     Args:
       source: path of the JSON file, or the already-loaded dict.
+      name: what messages call already-loaded data (default ``<memory>``).
 
     Returns:
       ``GroundTruth`` with ``area`` from each annotation's ``area`` (``w * h``
@@ -55,7 +56,7 @@ def load_coco_gt(source):
       InputError: malformed JSON, missing keys, duplicate ids, an annotation
         on an unknown image or category, a negative or non-finite number.
     """
-    data, src = _read_json(source)
+    data, src = _read_json(source, name)
     validate_coco(data, src, images=False)
     images, anns, cats = data["images"], data["annotations"], data["categories"]
     image_ids = sorted(image["id"] for image in images)
@@ -85,12 +86,13 @@ def load_coco_gt(source):
     )
 
 
-def load_coco_dets(source, gt):
+def load_coco_dets(source, gt, name=None):
     """Loads a COCO results JSON against COCO ground truth.
 
     Args:
       source: path of the JSON file, or the already-loaded list.
       gt: the ``GroundTruth`` the detections refer to.
+      name: what messages call already-loaded data (default ``<memory>``).
 
     Returns:
       ``DetectionRows`` in file order (score ties are broken by file order, as
@@ -102,7 +104,7 @@ def load_coco_dets(source, gt):
         non-finite score or coordinate; the message names the ``[index]``.
     """
     category_index = {c: k for k, c in enumerate(gt.category_ids)}
-    return _load_dets(source, gt, category_index, "is not a category id of the ground truth")
+    return _load_dets(source, name, gt, category_index, "is not a category id of the ground truth")
 
 
 # ---- VOC --------------------------------------------------------------------
@@ -185,7 +187,7 @@ def records_ground_truth(records, class_names, source="<records>"):
     )
 
 
-def load_voc_dets(source, gt):
+def load_voc_dets(source, gt, name=None):
     """Loads a COCO-style results JSON against VOC (or ``records_ground_truth``) ground truth.
 
     ``image_id`` is the annotation file's stem (the record's id); ``category_id``
@@ -196,6 +198,7 @@ def load_voc_dets(source, gt):
     Args:
       source: path of the JSON file, or the already-loaded list.
       gt: VOC or records ``GroundTruth``.
+      name: what messages call already-loaded data (default ``<memory>``).
 
     Returns:
       ``DetectionRows`` in file order. Raises ``InputError`` as
@@ -203,15 +206,15 @@ def load_voc_dets(source, gt):
     """
     category_index = {name: k for k, name in enumerate(gt.class_names)}
     category_index.update((k, k) for k in range(len(gt.class_names)))
-    return _load_dets(source, gt, category_index, "is neither a class name nor a class index "
+    return _load_dets(source, name, gt, category_index, "is neither a class name nor a class index "
                                                   "of the ground truth")
 
 
 # ---- shared -----------------------------------------------------------------
 
 
-def _load_dets(source, gt, category_index, unknown_category):
-    data, src = _read_json(source)
+def _load_dets(source, name, gt, category_index, unknown_category):
+    data, src = _read_json(source, name)
     if not isinstance(data, list):
         raise InputError(src, f"expected a JSON list of detections, got {json_type_name(data)}")
     if not data:
@@ -253,10 +256,10 @@ def _detection_fields(entries, src, label, keys):
     return fields
 
 
-def _read_json(source):
-    """Parsed JSON and a name for messages; a non-path source is returned as is."""
+def _read_json(source, name=None):
+    """Parsed JSON and a name for messages; a non-path source is returned as is, called ``name``."""
     if not isinstance(source, (str, os.PathLike)):
-        return source, "<memory>"
+        return source, "<memory>" if name is None else str(name)
     return load_json(source), str(source)
 
 

@@ -27,9 +27,26 @@ from detect.ops.nms import PAD_CLASS, batched_nms
 # After the module detect.ops.nms is loaded: the package's ``nms`` is the function.
 from detect.ops.nms_greedy import PAD_INDEX, nms
 from detect.ops.nms_xla import without_xla
-from detect.ops.roi import RoIAlign, RoIPool, roi_align, roi_pool
 from detect.ops.sampling import NO_SAMPLE, sample_balanced
 from detect.ops.voc_map import voc_evaluate
+
+# detect.ops.roi defines Keras layers, and importing Keras costs about a second;
+# its names load on first use, so code that needs no Keras (mAP evaluation,
+# tools/eval.py) never imports it.
+_ROI_NAMES = ("RoIAlign", "RoIPool", "roi_align", "roi_pool")
+
+
+def __getattr__(name):
+    if name in _ROI_NAMES:
+        from detect.ops import roi
+
+        return getattr(roi, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_ROI_NAMES])
+
 
 __all__ = [
     "BOX_FORMATS",

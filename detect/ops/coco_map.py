@@ -18,6 +18,12 @@ other detections are plain false positives. Accumulation needs precision
 only at true positives (the envelope's maxima sit there), so it runs on the
 few matched detections, with the false-positive counts read from dense
 cumulative sums over all detections.
+
+The straight-line steps (ordering, pairing, accumulation) run eagerly: an
+evaluation calls each once, on large tensors, so dispatching their few
+hundred ops costs milliseconds, while tracing them into graphs cost about a
+second per process (COCO-sized input, 2 cores), most of a fresh
+``tools/eval.py``'s metric time. Only the sequential walk is a graph.
 """
 
 import numpy as np
@@ -81,7 +87,6 @@ def _rank_in_runs(sorted_keys):
     return tf.range(n) - tf.gather(first, run), run
 
 
-@tf.function(reduce_retracing=True, autograph=False)
 def _order_detections(dt_image, dt_class, dt_score, num_classes, max_det):
     """Walking order (image, class, -score, file order) and per-group rank.
 
@@ -96,7 +101,6 @@ def _order_detections(dt_image, dt_class, dt_score, num_classes, max_det):
     return tf.boolean_mask(order, keep), tf.boolean_mask(rank, keep)
 
 
-@tf.function(reduce_retracing=True, autograph=False)
 def _overlapping_pairs(det_key, det_xywh, gt_key, gt_xywh, gt_crowd, min_iou):
     """All (detection, box) pairs of one group with IoU >= min_iou.
 
@@ -155,7 +159,6 @@ def _count_reached(thresholds, values):
     return count
 
 
-@tf.function(reduce_retracing=True, autograph=False)
 def _accumulate(acc_class, acc_rank, acc_out, tp_pos, tp_matched, tp_matched_ignored, npig, num_classes,
                 max_dets, recall_thresholds):
     """Precision and recall tables from the walk's results.

@@ -10,6 +10,8 @@ ranges. (Matching anchors to ground truth for training targets is
 ``detect.ops.matching``.)
 """
 
+import functools
+
 import numpy as np
 import tensorflow as tf
 
@@ -83,7 +85,6 @@ def _voc_step(iou_d, threshold, taken, ignore):
     return hit, difficult[:, None, None], new_taken
 
 
-@tf.function(reduce_retracing=True, autograph=False)
 def _match_block(iou, crowd, ignore, thresholds, rule):
     """Walks the detections of a block of groups in order.
 
@@ -121,6 +122,16 @@ def _match_block(iou, crowd, ignore, thresholds, rule):
     matched = tf.transpose(matched_ta.stack(), [1, 0, 2, 3])
     ignored = tf.transpose(ignored_ta.stack(), [1, 0, 2, 3])
     return matched, ignored
+
+
+# Any block size, so each rule is traced once per process: blocks come in
+# many (groups, detections, boxes) shapes, and a trace per shape (or the
+# relaxed retraces reduce_retracing makes) cost more than the walk itself.
+_BLOCK_SIGNATURE = (tf.TensorSpec([None, None, None], tf.float64), tf.TensorSpec([None, None], tf.bool),
+                    tf.TensorSpec([None, None, None], tf.bool), tf.TensorSpec([None], tf.float64))
+_WALKS = {rule: tf.function(functools.partial(_match_block, rule=rule), input_signature=_BLOCK_SIGNATURE,
+                            autograph=False)
+          for rule in (RULE_COCO, RULE_VOC)}
 
 
 def _next_pow2(values):
@@ -185,8 +196,7 @@ def match_groups(pair_det, pair_gt, pair_iou, det_group, gt_group, crowd, ignore
         gt_in = slot[gt_group] >= 0
         block_crowd[slot[gt_group[gt_in]], gt_local[gt_in]] = crowd[gt_in]
         block_ignore[slot[gt_group[gt_in]], :, gt_local[gt_in]] = ignore[gt_in]
-        m, mi = _match_block(tf.constant(iou), tf.constant(block_crowd), tf.constant(block_ignore),
-                             thresholds, rule)
+        m, mi = _WALKS[rule](tf.constant(iou), tf.constant(block_crowd), tf.constant(block_ignore), thresholds)
         dets_in = np.nonzero(slot[det_group] >= 0)[0]
         matched[dets_in] = m.numpy()[slot[det_group[dets_in]], det_local[dets_in]]
         matched_ignored[dets_in] = mi.numpy()[slot[det_group[dets_in]], det_local[dets_in]]
