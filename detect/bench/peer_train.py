@@ -29,7 +29,6 @@ size and precision; rounds alternate in one process.
 
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -87,11 +86,12 @@ def our_batch(images, boxes, classes, num_boxes):
     import tensorflow as tf
 
     batch, size = images.shape[0], images.shape[1]
+    unit_scale, no_padding = tf.ones([2]), tf.zeros([2])  # transform: [scale_y, scale_x, pad_y, pad_x]
     return {"image": tf.constant(images), "image_hw": tf.constant([[size, size]] * batch, tf.int32),
             "boxes": tf.constant(boxes), "classes": tf.constant(classes),
             "ignore": tf.zeros(classes.shape, tf.bool), "num_boxes": tf.constant(num_boxes),
             "image_id": tf.constant([f"{i}" for i in range(batch)]),
-            "transform": tf.constant([[1.0, 1.0, 0.0, 0.0]] * batch, tf.float32),
+            "transform": tf.tile(tf.concat([unit_scale, no_padding], 0)[None], [batch, 1]),
             "original_size": tf.constant([[size, size]] * batch, tf.int32)}
 
 
@@ -114,6 +114,7 @@ def bench_train_peer(peer, peer_path, batch_size, steps, rounds, precision, over
     import keras
     import tensorflow as tf
 
+    from detect.bench.timing import alternating_rounds
     from detect.bench.train import engine_round_fn
     from detect.config import keras_policy
     from detect.models.registry import build_task
@@ -162,22 +163,14 @@ def bench_train_peer(peer, peer_path, batch_size, steps, rounds, precision, over
           f"{peer_model.count_params() / 1e6:.2f} M; {peer} from {peer_path}, unchanged; "
           f"its jit_compile: {peer_model.jit_compile}", flush=True)
     rounds_of = {"ours": ours_round, peer: peer_round}
-    cold, timings = {}, {name: [] for name in rounds_of}
-    for name, fn in rounds_of.items():
-        start = time.perf_counter()
-        fn()
-        cold[name] = time.perf_counter() - start
-    for _ in range(rounds):
-        for name, fn in rounds_of.items():
-            start = time.perf_counter()
-            fn()
-            timings[name].append(time.perf_counter() - start)
+    cold, timings = alternating_rounds(rounds_of, rounds)
     median = {k: float(np.median(v)) for k, v in timings.items()}
     best = {k: min(v) for k, v in timings.items()}
     labels = {"ours": "ours (engine step, configs/yolov3_coco.yaml)", peer: f"{peer} (model.fit, its train.py default)"}
     for key, label in labels.items():
         print(f"{label}: cold {cold[key]:.1f} s (tracing), warm {median[key] / steps * 1e3:.0f} ms/step median, "
-              f"{best[key] / steps * 1e3:.0f} ms/step best ({steps * batch_size / median[key]:.2f} images/s)")
+              f"{best[key] / steps * 1e3:.0f} ms/step best ({steps * batch_size / median[key]:.2f} images/s); "
+              f"rounds: {', '.join(f'{t:.1f}' for t in timings[key])} s")
     print(f"ratio {peer} / ours: x{median[peer] / median['ours']:.2f} median, x{best[peer] / best['ours']:.2f} "
           f"best round (> 1: ours faster; goal 1.2 in float32)", flush=True)
     return 0

@@ -25,6 +25,26 @@ def median_seconds(fn, repeats):
     return float(np.median(times))
 
 
+def alternating_rounds(rounds_of, rounds):
+    """Times ``{name: fn}`` side by side: one cold call of each, then ``rounds`` rounds in which each runs once,
+    in turn, so load from other processes falls on all of them.
+
+    Returns:
+      ({name: cold seconds}, {name: [seconds of each warm round]}).
+    """
+    cold, timings = {}, {name: [] for name in rounds_of}
+    for name, fn in rounds_of.items():
+        start = time.perf_counter()
+        fn()
+        cold[name] = time.perf_counter() - start
+    for _ in range(rounds):
+        for name, fn in rounds_of.items():
+            start = time.perf_counter()
+            fn()
+            timings[name].append(time.perf_counter() - start)
+    return cold, timings
+
+
 # ---- side-by-side measurement (the ops suite's rows) -------------------------------
 
 # Blocks below this size are left out of the CPU allocator's statistics

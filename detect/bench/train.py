@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from detect.bench.timing import alternating_rounds
+
 
 def _bare_step(task, optimizer, variables, mode=None):
     """A ``tf.function`` training step with nothing around it: forward (in ``mode``, a stage's), loss,
@@ -135,16 +137,7 @@ def bench_train(config_path, steps, overrides=(), rounds=5, stage=None):
         trainer._run_epoch(0, timed)
 
     rounds_of = {"engine": engine_round, "bare": bare_round}
-    cold, timings = {}, {name: [] for name in rounds_of}
-    for name, fn in rounds_of.items():
-        start = time.perf_counter()
-        fn()
-        cold[name] = time.perf_counter() - start
-    for _ in range(rounds):
-        for name, fn in rounds_of.items():
-            start = time.perf_counter()
-            fn()
-            timings[name].append(time.perf_counter() - start)
+    cold, timings = alternating_rounds(rounds_of, rounds)
     median = {k: float(np.median(v)) for k, v in timings.items()}
     best = {k: min(v) for k, v in timings.items()}
     labels = {"engine": "engine step (Trainer epoch loop)",
