@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from detect.data.augment import AugmentConfig, ThreadLocalAugmenter
-from detect.data.augment_workers import AUTO, WorkerPool, resolve_workers, run_one, usable_cores
+from detect.data.augment_workers import AUTO, NO_FIT, WorkerPool, fit, resolve_workers, run_one, usable_cores
 from detect.data.pipeline import build_dataset
 from test_augment import GEOMETRIC, RECTS, rectangles_image
 from test_pipeline import record
@@ -40,13 +40,49 @@ def test_worker_output_equals_the_thread_output_to_the_bit(pool, cfg, geometry):
     for seed in range(12):
         expected = run_one(in_thread, geometry, *_inputs(seed), geometry["min_side"])
         got = pool.run(cfg, geometry, *_inputs(seed), geometry["min_side"])
-        assert len(got) == len(expected) == 5
+        assert len(got) == len(expected) == 6
         for g, e in zip(got, expected):
             assert g.dtype == e.dtype and g.shape == e.shape
             np.testing.assert_array_equal(g, e)
         emptied += len(expected[1]) == 0
     if cfg is LOSES_BOXES:
         assert emptied > 0  # the empty-array path was taken
+
+
+@pytest.mark.parametrize("geometry", [LETTERBOX, SHORTEST], ids=["letterbox", "shortest_side"])
+def test_a_kept_fit_and_an_image_fitted_before_give_the_same_output(pool, geometry):
+    """keep_fit hands back ``fit``'s image; that image with its original size (a FitCache hit) gives what
+    the decoded image gives, in the worker as in the thread."""
+    cfg = AugmentConfig()
+    for seed in range(6):
+        image, boxes, classes, ignore, _ = _inputs(seed)
+        fitted, _, _ = fit(image, boxes, geometry, geometry["min_side"])
+        from_decoded = pool.run(cfg, geometry, *_inputs(seed), geometry["min_side"], keep_fit=True)
+        np.testing.assert_array_equal(from_decoded[5], fitted)
+        np.testing.assert_array_equal(pool.run(cfg, geometry, *_inputs(seed), geometry["min_side"])[5], NO_FIT)
+        for run in (pool.run, lambda *a, **k: run_one(ThreadLocalAugmenter(cfg), *a[1:], **k)):
+            from_fitted = run(cfg, geometry, fitted, boxes, classes, ignore, seed, geometry["min_side"],
+                              original_size=image.shape[:2])
+            for g, e in zip(from_fitted[:5], from_decoded[:5]):
+                assert g.dtype == e.dtype
+                np.testing.assert_array_equal(g, e)
+    with pytest.raises(ValueError, match="another geometry"):  # a cached image of the wrong size
+        pool.run(cfg, geometry, image[:50], boxes, classes, ignore, 0, geometry["min_side"],
+                 original_size=image.shape[:2])
+
+
+def test_images_larger_than_the_shared_file_grow_it(pool):
+    """The file both processes map starts at 4 MiB; a 1200 x 1600 image (5.8 MB) grows it, in and out."""
+    cfg = AugmentConfig()
+    big = np.tile(rectangles_image(), (10, 10, 1))[:1200, :1600]
+    assert big.nbytes > 4 << 20
+    geometry = dict(LETTERBOX, image_size=1600)
+    for image in (big, rectangles_image(), big):
+        args = (image, RECTS.copy(), np.arange(4, dtype=np.int32), np.zeros(4, bool), 3, 600)
+        expected = run_one(ThreadLocalAugmenter(cfg), geometry, *args, keep_fit=True)
+        got = pool.run(cfg, geometry, *args, keep_fit=True)
+        for g, e in zip(got, expected):
+            np.testing.assert_array_equal(g, e)
 
 
 def test_no_boxes_in_and_a_worker_error_comes_back_and_the_pool_goes_on(pool):
@@ -59,7 +95,7 @@ def test_no_boxes_in_and_a_worker_error_comes_back_and_the_pool_goes_on(pool):
     with pytest.raises(Exception) as raised:  # a 2-D "image": cv2 / albumentations refuse it in the worker
         pool.run(cfg, LETTERBOX, np.zeros((4,), np.uint8), *empty, 5, 600)
     assert not isinstance(raised.value, RuntimeError)  # the worker's own error, not a dead worker
-    assert len(pool.run(cfg, LETTERBOX, rectangles_image(), *empty, 5, 600)) == 5
+    assert len(pool.run(cfg, LETTERBOX, rectangles_image(), *empty, 5, 600)) == 6
 
 
 def test_a_killed_worker_is_named_and_replaced(pool):
@@ -72,7 +108,7 @@ def test_a_killed_worker_is_named_and_replaced(pool):
         for _ in range(pool.size):  # the dead one is taken at the latest on the size-th call
             pool.run(cfg, LETTERBOX, *_inputs(0), 600)
     for seed in range(2 * pool.size):
-        assert len(pool.run(cfg, LETTERBOX, *_inputs(seed), 600)) == 5
+        assert len(pool.run(cfg, LETTERBOX, *_inputs(seed), 600)) == 6
 
 
 @pytest.mark.parametrize("kwargs", [{}, dict(resize="shortest_side", min_side=96, max_side=160)],

@@ -191,6 +191,7 @@ OUT_OF_RANGE = {
     "data.augment.min_box_size": (-1, "data.augment.min_box_size must be >= 0, got -1.0"),
     "data.augment.close_mosaic": (-1, "data.augment.close_mosaic must be >= 0, got -1"),
     "data.augment_workers": (-2, "data.augment_workers must be >= -1, got -2"),
+    "data.fit_cache_mb": (-1, "data.fit_cache_mb must be >= 0, got -1"),
     "model.anchors": ([[10, 13], [16, 30], [33, -1]], r"model.anchors\[2\]\[1\] must be > 0, got -1.0"),
     "model.head_width": (2, "model.head_width must be >= 4, got 2"),
     "model.dropout": (1, r"model.dropout must be in \[0, 1\), got 1.0"),

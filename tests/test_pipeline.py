@@ -536,3 +536,14 @@ def test_augmented_pipeline_process_exits_cleanly(tmp_path):
         assert "iterated" in run.stdout
         assert "terminate called" not in run.stderr, run.stderr[-2000:]
         assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_to_float_compiled_or_not_equals_numpy_for_every_byte():
+    from detect.data.batching import to_float
+
+    image = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, axis=-1)
+    expected = image.astype(np.float32) * np.float32(1.0 / 255.0)
+    for compiled in (False, True):
+        got = to_float({"image": tf.constant(image)}, compiled=compiled)["image"].numpy()
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)

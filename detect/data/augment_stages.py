@@ -13,6 +13,10 @@ Three ways, each giving the same element (image, boxes, ``transform``,
   order; every member gives one output, whose partners come from its group.
 * ``graph_resizer``: augmentation off; the resize runs in the graph.
 
+With a ``FitCache`` (``detect.data.fit_cache``), the first two keep each
+fitted image they make and take the ones the cache served as they are
+(element ``fitted``).
+
 Python callbacks go through ``detect.data.python_calls``. OpenCV runs
 single-threaded once an augmenting pipeline is built (``opencv_per_image``).
 """
@@ -22,7 +26,7 @@ import tensorflow as tf
 
 from detect.data import transforms
 from detect.data.augment import ThreadLocalAugmenter
-from detect.data.augment_workers import fit, opencv_per_image, run_one, shared_pool
+from detect.data.augment_workers import NO_FIT, fit, fitted_boxes, opencv_per_image, run_one, shared_pool
 from detect.data.mosaic import GroupAugmenter
 from detect.data.python_calls import CALLS
 from detect.ops import PAD_CLASS
@@ -32,67 +36,93 @@ AUTOTUNE = tf.data.AUTOTUNE
 MOSAIC_GROUP = 8
 
 
-def image_augmenter(cfg, geometry, workers=0):
+def _keeps(fit_cache, x):
+    """Whether the fitted image of ``x`` should go into ``fit_cache`` (None: no cache)."""
+    if fit_cache is None:
+        return tf.constant(False)
+    return tf.logical_and(tf.logical_not(x["fitted"]), fit_cache.has_room())
+
+
+def _kept(fit_cache, x, keep, fitted, out):
+    """``out`` once ``fitted`` went into ``fit_cache`` (when ``keep``)."""
+    if fit_cache is None:
+        return out
+    done = tf.cond(keep, lambda: fit_cache.insert(x["key"], fitted, x["original_size"]), lambda: tf.constant(False))
+    with tf.control_dependencies([done]):
+        return dict(out, image=tf.identity(out["image"]))
+
+
+def image_augmenter(cfg, geometry, workers=0, fit_cache=None):
     """The per-image step: ``run_one`` in the calling tf.data thread (``workers`` 0) or in the
     process's pool of ``workers`` processes (``detect.data.augment_workers``); the same output
-    either way."""
+    either way. With ``fit_cache``, fitted images are kept there and cached ones used."""
     opencv_per_image()
     letterbox = geometry["resize"] == "letterbox"
     out_shape = [geometry["image_size"], geometry["image_size"], 3] if letterbox else [None, None, 3]
     if workers:
         pool = shared_pool(workers)
 
-        def run(image, boxes, classes, ignore, seed, min_side):
-            return pool.run(cfg, geometry, image, boxes, classes, ignore, seed, min_side)
+        def run(image, boxes, classes, ignore, seed, min_side, fitted, original_size, keep_fit):
+            return pool.run(cfg, geometry, image, boxes, classes, ignore, seed, min_side,
+                            original_size if fitted else None, keep_fit)
     else:
         augmenter = ThreadLocalAugmenter(cfg)
 
-        def run(image, boxes, classes, ignore, seed, min_side):
-            return run_one(augmenter, geometry, image, boxes, classes, ignore, seed, min_side)
+        def run(image, boxes, classes, ignore, seed, min_side, fitted, original_size, keep_fit):
+            return run_one(augmenter, geometry, image, boxes, classes, ignore, seed, min_side,
+                           original_size if fitted else None, keep_fit)
 
-    def on_close(image, boxes, classes, ignore, seed, min_side):
+    def on_close(image, boxes, classes, ignore, *_):
         # Exit has begun: nobody will read this; return the right types fast.
         side = geometry["image_size"] if letterbox else 1
-        return (np.zeros((side, side, 3), np.uint8), boxes, classes, ignore, np.ones(4, np.float32))
+        return (np.zeros((side, side, 3), np.uint8), boxes, classes, ignore, np.ones(4, np.float32), NO_FIT)
 
     wrapped = CALLS.wrap(run, on_close)
 
     def step(x, seed):
         min_side = x.get("min_side", tf.constant(geometry["min_side"], tf.int32))
-        image, boxes, classes, ignore, transform = tf.numpy_function(
-            wrapped, [x["image"], x["boxes"], x["classes"], x["ignore"], seed, min_side],
-            [tf.uint8, tf.float32, tf.int32, tf.bool, tf.float32], stateful=False)
+        keep = _keeps(fit_cache, x)
+        image, boxes, classes, ignore, transform, fitted = tf.numpy_function(
+            wrapped, [x["image"], x["boxes"], x["classes"], x["ignore"], seed, min_side, x["fitted"],
+                      x["original_size"], keep],
+            [tf.uint8, tf.float32, tf.int32, tf.bool, tf.float32, tf.uint8], stateful=False)
         image = tf.ensure_shape(image, out_shape)
-        return {"name": x["name"], "image_id": x["image_id"],
-                "image": image,  # uint8 until batched: a quarter of the bytes to copy
-                "boxes": tf.ensure_shape(boxes, [None, 4]), "classes": tf.ensure_shape(classes, [None]),
-                "ignore": tf.ensure_shape(ignore, [None]), "transform": tf.ensure_shape(transform, [4]),
-                "original_size": tf.shape(x["image"])[:2]}
+        out = {"name": x["name"], "image_id": x["image_id"],
+               "image": image,  # uint8 until batched: a quarter of the bytes to copy
+               "boxes": tf.ensure_shape(boxes, [None, 4]), "classes": tf.ensure_shape(classes, [None]),
+               "ignore": tf.ensure_shape(ignore, [None]), "transform": tf.ensure_shape(transform, [4]),
+               "original_size": x["original_size"]}
+        return _kept(fit_cache, x, keep, tf.ensure_shape(fitted, [None, None, 3]), out)
 
     return step
 
 
-def _fitter(geometry):
-    """Mosaic / mixup, first step: each image resized to fit ``image_size`` (no padding) with ``fit``."""
-    def run(image, boxes):
-        fitted, boxes, t_fit = fit(image, boxes, geometry, geometry["min_side"])
+def _fitter(geometry, fit_cache=None):
+    """Mosaic / mixup, first step: each image resized to fit ``image_size`` (no padding) with ``fit``
+    (or taken as the ``fit_cache`` served it)."""
+    def run(image, boxes, fitted, original_size):
+        if fitted:
+            fitted, boxes, t_fit = fitted_boxes(image, boxes, geometry, geometry["min_side"], original_size)
+        else:
+            fitted, boxes, t_fit = fit(image, boxes, geometry, geometry["min_side"])
         # Never hand back the input's own buffer (an image already at its fit size): tf.data owns it.
         fitted = fitted.copy() if np.shares_memory(fitted, image) else fitted
         return fitted, boxes.astype(np.float32), t_fit.astype(np.float32)
 
-    def on_close(image, boxes):
+    def on_close(image, boxes, *_):
         return np.zeros((1, 1, 3), np.uint8), np.array(boxes, np.float32), np.ones(4, np.float32)
 
     wrapped = CALLS.wrap(run, on_close)
 
     def step(x, seed):
-        image, boxes, t_fit = tf.numpy_function(wrapped, [x["image"], x["boxes"]],
+        image, boxes, t_fit = tf.numpy_function(wrapped, [x["image"], x["boxes"], x["fitted"], x["original_size"]],
                                                 [tf.uint8, tf.float32, tf.float32], stateful=False)
         image = tf.ensure_shape(image, [None, None, 3])
-        return {"name": x["name"], "image_id": x["image_id"], "image": image, "hw": tf.shape(image)[:2],
-                "boxes": tf.ensure_shape(boxes, [None, 4]), "classes": x["classes"], "ignore": x["ignore"],
-                "num_boxes": tf.shape(x["classes"])[0], "fit": tf.ensure_shape(t_fit, [4]), "seed": seed,
-                "original_size": tf.shape(x["image"])[:2]}
+        out = {"name": x["name"], "image_id": x["image_id"], "image": image, "hw": tf.shape(image)[:2],
+               "boxes": tf.ensure_shape(boxes, [None, 4]), "classes": x["classes"], "ignore": x["ignore"],
+               "num_boxes": tf.shape(x["classes"])[0], "fit": tf.ensure_shape(t_fit, [4]), "seed": seed,
+               "original_size": x["original_size"]}
+        return _kept(fit_cache, x, _keeps(fit_cache, x), image, out)
 
     return step
 
@@ -141,7 +171,7 @@ def _cut_boxes(x):
     return dict(x, boxes=x["boxes"][:n], classes=x["classes"][:n], ignore=x["ignore"][:n])
 
 
-def mixed_images(ds, augment, geometry, deterministic):
+def mixed_images(ds, augment, geometry, deterministic, fit_cache=None):
     """Mosaic and mixup (``detect.data.mosaic``): (image, seed) elements in, augmented ``image_size`` squares out.
 
     Images are fitted one by one, then gathered in groups of ``MOSAIC_GROUP``
@@ -152,7 +182,7 @@ def mixed_images(ds, augment, geometry, deterministic):
     """
     size = geometry["image_size"]
     opencv_per_image()
-    ds = ds.map(_fitter(geometry), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    ds = ds.map(_fitter(geometry, fit_cache), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     ds = ds.padded_batch(MOSAIC_GROUP)
     ds = ds.map(_group_augmenter(GroupAugmenter(augment, size), size), num_parallel_calls=AUTOTUNE,
                 deterministic=deterministic)
@@ -169,6 +199,6 @@ def graph_resizer(geometry):
                                                                 geometry["max_side"])
         return {"name": x["name"], "image_id": x["image_id"], "image": out,
                 "boxes": transforms.map_boxes(x["boxes"], transform), "classes": x["classes"],
-                "ignore": x["ignore"], "transform": transform, "original_size": tf.shape(x["image"])[:2]}
+                "ignore": x["ignore"], "transform": transform, "original_size": x["original_size"]}
 
     return step

@@ -193,7 +193,8 @@ def boxes_fixer(counter):
         return False
 
     def step(x):
-        shape = tf.cast(tf.shape(x["image"]), tf.float32)
+        # The decoded size: a cached image (``detect.data.fit_cache``) is already fitted, its boxes are not.
+        shape = tf.cast(x["original_size"], tf.float32)
         limit = tf.stack([shape[1], shape[0], shape[1], shape[0]])
         boxes = tf.clip_by_value(x["boxes"], 0.0, limit)
         clipped = tf.reduce_any(tf.not_equal(boxes, x["boxes"]), axis=1)
@@ -203,7 +204,8 @@ def boxes_fixer(counter):
         flag = tf.cond(num_clipped + num_degenerate > 0,
                        lambda: callback(count, [num_clipped, num_degenerate]),
                        lambda: tf.constant(False))
-        out = {"image_id": x["image_id"], "name": x["name"], "image": x["image"],
+        out = {"image_id": x["image_id"], "name": x["name"], "image": x["image"], "key": x["key"],
+               "original_size": x["original_size"], "fitted": x["fitted"],
                "boxes": tf.boolean_mask(boxes, keep), "classes": tf.boolean_mask(x["classes"], keep),
                "ignore": tf.boolean_mask(x["ignore"], keep)}
         return after(flag, out)

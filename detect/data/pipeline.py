@@ -92,7 +92,7 @@ TensorFlow only); this module assembles them.
 import tensorflow as tf
 
 from detect.data.augment_stages import graph_resizer, image_augmenter, mixed_images
-from detect.data.augment_workers import AUTO, resolve_workers
+from detect.data.augment_workers import AUTO, resolve_workers, usable_cores
 from detect.data.bad_input import boxes_fixer, pipeline_stats, reporter
 from detect.data.batching import multiscaler, padder, to_float
 from detect.data.sources import ISOLATION_CYCLE, failed_decode, isolated, recover_truncated, source_elements
@@ -109,7 +109,7 @@ def build_dataset(source, *, training, batch_size, image_size=416, max_boxes=100
                   multiscale_sizes=None, multiscale_every=10, resize="letterbox", min_side=600,
                   max_side=1000, size_divisor=32, min_sides=(), shuffle_buffer=1024, seed=0,
                   deterministic=False, cache=False, strict=False, drop_remainder=None, counter=None,
-                  input_context=None, augment_workers=AUTO):
+                  input_context=None, augment_workers=AUTO, fit_cache=None):
     """Builds the batched detection input pipeline (batch layout in the module docstring).
 
     Args:
@@ -160,6 +160,10 @@ def build_dataset(source, *, training, batch_size, image_size=416, max_boxes=100
         tf.data's threads): ``AUTO`` (-1) one per usable core when there
         are at least 2, 0 none (tf.data's threads), or a count. Mosaic /
         mixup run in the threads.
+      fit_cache: a ``detect.data.fit_cache.FitCache`` to keep fitted images
+        in for later epochs (pass the same one to each epoch's pipeline),
+        or None. Used when training with ``augment`` and no ``min_sides``;
+        batches are the same with it as without.
 
     Returns:
       ``tf.data.Dataset`` of batch dicts.
@@ -173,11 +177,16 @@ def build_dataset(source, *, training, batch_size, image_size=416, max_boxes=100
     counter = pipeline_stats() if counter is None else counter
     drop_remainder = training if drop_remainder is None else drop_remainder
 
-    ds = _checked_images(source, training=training, seed=seed, shuffle_buffer=shuffle_buffer, cache=cache,
-                         strict=strict, counter=counter, deterministic=deterministic, input_context=input_context)
     geometry = dict(resize=resize, image_size=image_size, min_side=min_side, max_side=max_side)
+    # Fitted images are what augmentation starts from; per-image min_sides would fit each image anew.
+    fit_cache = fit_cache if training and augment is not None and not min_sides else None
+    ds = _checked_images(source, training=training, seed=seed, shuffle_buffer=shuffle_buffer, cache=cache,
+                         strict=strict, counter=counter, deterministic=deterministic, input_context=input_context,
+                         fit_cache=fit_cache, geometry=geometry)
+    workers = resolve_workers(augment_workers)
+    workers = workers if training and augment is not None and not augment.mixes_images else 0  # where they work
     ds = _network_images(ds, geometry, training=training, augment=augment, min_sides=min_sides, seed=seed,
-                         deterministic=deterministic, workers=resolve_workers(augment_workers))
+                         deterministic=deterministic, workers=workers, fit_cache=fit_cache)
     ds = _batches(ds, batch_size=batch_size, max_boxes=max_boxes, counter=counter, resize=resize,
                   size_divisor=size_divisor, drop_remainder=drop_remainder, deterministic=deterministic)
     if multiscale_sizes is not None:
@@ -188,6 +197,10 @@ def build_dataset(source, *, training, batch_size, image_size=416, max_boxes=100
     ds = ds.prefetch(AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = deterministic
+    if workers:
+        # A thread that handed its image to a worker waits without using a core: one more thread
+        # per worker keeps the cores busy (2 cores, BCCD: 278 -> 330 images/s, benchmark.py data --naive).
+        options.threading.private_threadpool_size = usable_cores() + workers
     return ds.with_options(options)
 
 
@@ -212,13 +225,16 @@ def _check_arguments(*, training, batch_size, max_boxes, augment, multiscale_siz
     return min_sides
 
 
-def _checked_images(source, *, training, seed, shuffle_buffer, cache, strict, counter, deterministic, input_context):
-    """Decoded images that passed the checks (``detect.data.sources``, ``detect.data.bad_input``)."""
+def _checked_images(source, *, training, seed, shuffle_buffer, cache, strict, counter, deterministic, input_context,
+                    fit_cache=None, geometry=None):
+    """Decoded images that passed the checks (``detect.data.sources``, ``detect.data.bad_input``);
+    with ``fit_cache``, the ones it holds come fitted from there."""
     ds, loaders = source_elements(source, training=training, seed=seed, input_context=input_context)
     if training and not cache:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.interleave(isolated(*loaders, recover_truncated, failed_decode), cycle_length=ISOLATION_CYCLE,
-                       block_length=1, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    ds = ds.interleave(isolated(*loaders, recover_truncated, failed_decode, fit_cache=fit_cache, geometry=geometry),
+                       cycle_length=ISOLATION_CYCLE, block_length=1, num_parallel_calls=AUTOTUNE,
+                       deterministic=deterministic)
     ds = ds.map(reporter(counter, strict)).filter(lambda x: x["ok"])
     ds = ds.map(boxes_fixer(counter), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     if cache:
@@ -228,7 +244,7 @@ def _checked_images(source, *, training, seed, shuffle_buffer, cache, strict, co
     return ds
 
 
-def _network_images(ds, geometry, *, training, augment, min_sides, seed, deterministic, workers=0):
+def _network_images(ds, geometry, *, training, augment, min_sides, seed, deterministic, workers=0, fit_cache=None):
     """Each image augmented (when training with ``augment``) or just resized (``detect.data.augment_stages``)."""
     if min_sides:
         # Per image, before the resize: the pick travels with its image whatever the map order.
@@ -239,9 +255,9 @@ def _network_images(ds, geometry, *, training, augment, min_sides, seed, determi
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         ds = tf.data.Dataset.zip(ds, seeds)
         if augment.mixes_images:
-            ds = mixed_images(ds, augment, geometry, deterministic)
+            ds = mixed_images(ds, augment, geometry, deterministic, fit_cache)
         else:
-            ds = ds.map(image_augmenter(augment, geometry, workers),
+            ds = ds.map(image_augmenter(augment, geometry, workers, fit_cache),
                         num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     else:
         ds = ds.map(graph_resizer(geometry), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
@@ -259,7 +275,8 @@ def _batches(ds, *, batch_size, max_boxes, counter, resize, size_divisor, drop_r
         # Images differ in size: pad each batch to its largest (already divisor-rounded) image, with zeros.
         ds = ds.padded_batch(batch_size, drop_remainder=drop_remainder)
     if ds.element_spec["image"].dtype == tf.uint8:
-        ds = ds.map(to_float, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+        ds = ds.map(lambda b: to_float(b, compiled=resize == "letterbox"), num_parallel_calls=AUTOTUNE,
+                    deterministic=deterministic)
     return ds
 
 

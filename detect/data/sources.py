@@ -13,6 +13,13 @@ that fails to decode gets a second try that recovers a truncated file
 (``detect.data.decoding``): if at least ``MIN_DECODED_FRACTION`` of its
 rows decode it is used and marked repaired. ``detect.data.bad_input``
 reports marked and repaired elements.
+
+Every element carries a ``key`` naming where its image comes from (its
+place in the record list, or shard and index) and, once decoded, its
+``original_size`` and ``fitted`` (False). With a ``FitCache``
+(``detect.data.fit_cache``), ``isolated`` first looks the key up: a hit
+skips reading and decoding and gives the cached image, already fitted to
+the network size (``fitted`` True), with the annotation alone read.
 """
 
 import os
@@ -23,6 +30,7 @@ import tensorflow as tf
 
 from detect.data.bad_input import TRUNCATED_JPEG, UNDECODABLE_IMAGE, UNPARSEABLE_EXAMPLE, UNREADABLE_FILE
 from detect.data.decoding import decode, decode_truncated_jpeg
+from detect.data.fit_cache import UNCACHED, geometry_key
 from detect.data.records import Record
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -30,12 +38,14 @@ ISOLATION_CYCLE = max(4, os.cpu_count() or 1)  # images read and decoded at once
 
 
 def source_elements(source, *, training, seed, input_context):
-    """Elements to load and ``(read, failed_read, decode)`` for ``isolated``."""
+    """Elements to load and the ``(read, failed_read, decode, annotation)`` steps ``isolated`` takes.
+
+    ``annotation`` reads an element without its image (for a cache hit)."""
     if isinstance(source, (list, tuple)) and source and all(isinstance(r, Record) for r in source):
         ds = _records_dataset(source)
         if input_context is not None:
             ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-        return ds, (_read_record, _failed_read, _decode_image)
+        return ds, (_read_record, _failed_read, _decode_image, _record_annotation)
     if isinstance(source, (list, tuple)) and not source:
         raise ValueError("build_dataset: the source is an empty list")
     if isinstance(source, (list, tuple)) and any(isinstance(r, Record) for r in source):
@@ -54,7 +64,8 @@ def source_elements(source, *, training, seed, input_context):
                        num_parallel_calls=AUTOTUNE, deterministic=True)
     if input_context is not None and not per_file:
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    return ds, (_example_parser(parse_example), _failed_parse, _decode_image)
+    parse = _example_parser(parse_example)
+    return ds, (parse, _failed_parse, _decode_image, parse)
 
 
 def _records_dataset(records):
@@ -63,6 +74,7 @@ def _records_dataset(records):
     classes = np.concatenate([r.classes for r in records])
     ignore = np.concatenate([r.ignore for r in records])
     return tf.data.Dataset.from_tensor_slices({
+        "key": [str(i) for i in range(len(records))],
         "name": [r.image_path or str(r.image_id) for r in records],
         "image_id": [str(r.image_id) for r in records],
         "path": [r.image_path or "" for r in records],
@@ -75,22 +87,27 @@ def _records_dataset(records):
 
 def _shard_examples(path):
     return tf.data.TFRecordDataset(path).enumerate().map(
-        lambda i, serialized: {"shard": path, "index": i, "serialized": serialized})
+        lambda i, serialized: {"key": tf.strings.join([path, "#", tf.strings.as_string(i)]), "shard": path,
+                               "index": i, "serialized": serialized})
 
 
-def _read(name, image_id, data, boxes, classes, ignore, ok=True, reason=""):
-    return {"name": name, "image_id": image_id, "data": data, "boxes": boxes, "classes": classes,
+def _read(key, name, image_id, data, boxes, classes, ignore, ok=True, reason=""):
+    return {"key": key, "name": name, "image_id": image_id, "data": data, "boxes": boxes, "classes": classes,
             "ignore": ignore, "ok": tf.constant(ok), "reason": tf.constant(reason),
             "repaired": tf.constant(False)}
 
 
 def _read_record(x):
     data = tf.cond(x["path"] != "", lambda: tf.io.read_file(x["path"]), lambda: x["data"])
-    return _read(x["name"], x["image_id"], data, x["boxes"], x["classes"], x["ignore"])
+    return _read(x["key"], x["name"], x["image_id"], data, x["boxes"], x["classes"], x["ignore"])
+
+
+def _record_annotation(x):
+    return _read(x["key"], x["name"], x["image_id"], "", x["boxes"], x["classes"], x["ignore"])
 
 
 def _failed_read(x):
-    return _read(x["name"], x["image_id"], "", tf.zeros([0, 4]), tf.zeros([0], tf.int32),
+    return _read(x["key"], x["name"], x["image_id"], "", tf.zeros([0, 4]), tf.zeros([0], tf.int32),
                  tf.zeros([0], tf.bool), ok=False, reason=UNREADABLE_FILE)
 
 
@@ -98,43 +115,50 @@ def _example_parser(parse_example):
     def parse(x):
         ex = parse_example(x["serialized"])
         name = tf.strings.join([x["shard"], "[", ex["image_id"], "]"])
-        return _read(name, ex["image_id"], ex["image_bytes"], ex["boxes"], ex["classes"], ex["ignore"])
+        return _read(x["key"], name, ex["image_id"], ex["image_bytes"], ex["boxes"], ex["classes"], ex["ignore"])
 
     return parse
 
 
 def _failed_parse(x):
     name = tf.strings.join([x["shard"], "[record ", tf.strings.as_string(x["index"]), "]"])
-    return _read(name, name, "", tf.zeros([0, 4]), tf.zeros([0], tf.int32), tf.zeros([0], tf.bool),
+    return _read(x["key"], name, name, "", tf.zeros([0, 4]), tf.zeros([0], tf.int32), tf.zeros([0], tf.bool),
                  ok=False, reason=UNPARSEABLE_EXAMPLE)
+
+
+def _with_image(x, image, fitted=False, **changes):
+    """``x`` with ``image`` in place of its encoded bytes."""
+    size = tf.ensure_shape(tf.shape(image)[:2], [2])
+    out = dict(x, image=image, original_size=size, fitted=tf.constant(fitted), **changes)
+    del out["data"]
+    return out
 
 
 def _decode_image(x):
     """Swaps the encoded bytes for the [H, W, 3] uint8 image."""
-    out = dict(x, image=decode(x["data"]))
-    del out["data"]
-    return out
+    return _with_image(x, decode(x["data"]))
 
 
 def recover_truncated(x):
-    """``_decode_image`` for a truncated JPEG, marked repaired; fails if too little decodes."""
+    """``_decode_image`` for a truncated JPEG, marked repaired (and never cached); fails if too little decodes."""
     image, fraction = decode_truncated_jpeg(x["data"])
     reason = tf.strings.join([TRUNCATED_JPEG, " (", tf.strings.as_string(tf.round(fraction * 100), precision=0),
                               "% of the rows decode)"])
-    out = dict(x, image=image, repaired=tf.constant(True), reason=reason)
-    del out["data"]
-    return out
+    return _with_image(x, image, repaired=tf.constant(True), reason=reason, key=tf.constant(UNCACHED))
 
 
 def failed_decode(x):
-    out = dict(x, image=tf.zeros([0, 0, 3], tf.uint8), ok=tf.logical_and(x["ok"], False),
-               reason=tf.where(x["ok"], UNDECODABLE_IMAGE, x["reason"]))
-    del out["data"]
-    return out
+    return _with_image(x, tf.zeros([0, 0, 3], tf.uint8), ok=tf.logical_and(x["ok"], False),
+                       reason=tf.where(x["ok"], UNDECODABLE_IMAGE, x["reason"]))
 
 
-def isolated(read, failed_read, decode, recover, failed_decode):
-    """Per element: read then decode (else recover); a failing step yields its marker instead of an error."""
+def isolated(read, failed_read, decode, annotation, recover, failed_decode, fit_cache=None, geometry=None):
+    """Per element: read then decode (else recover); a failing step yields its marker instead of an error.
+
+    With ``fit_cache`` (and the fit's ``geometry``), an element found there
+    is its ``annotation`` with the cached image, ``fitted`` and its
+    ``original_size``; its ``key`` becomes the table's key either way.
+    """
     def one(x):
         single = tf.data.Dataset.from_tensors(x)
         read_ok = single.map(read).ignore_errors()
@@ -144,4 +168,18 @@ def isolated(read, failed_read, decode, recover, failed_decode):
                    .concatenate(read_ok.map(failed_decode)).take(1))
         return decoded.concatenate(single.map(failed_read).map(failed_decode)).take(1)
 
-    return one
+    if fit_cache is None:
+        return one
+
+    def cached_or_one(x):
+        key = geometry_key(x["key"], geometry)
+        hit, image, size = fit_cache.lookup(key)
+        x = dict(x, key=key)
+
+        def served():
+            return tf.data.Dataset.from_tensors(dict(_with_image(annotation(x), image, fitted=True), original_size=size))
+
+        # Only the branch taken is built: a hit reads its annotation alone, a miss is read as without a cache.
+        return tf.cond(hit, served, lambda: one(x))
+
+    return cached_or_one

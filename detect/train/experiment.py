@@ -81,6 +81,10 @@ class DataConfig:
         outside ``root`` (``..``, absolute paths, symbolic links); refused
         by default, see ``detect.data.paths``.
       cache: cache decoded validation images in memory.
+      fit_cache_mb: training: keep up to this many MB of images fitted to
+        the network size in memory from the first epoch on, so later epochs
+        skip reading, decoding and fitting them (``detect.data.fit_cache``;
+        the batches are the same to the bit); 0 turns it off, >= 0.
       shapes: generator settings for ``format: shapes``.
     """
 
@@ -105,6 +109,7 @@ class DataConfig:
     strict: bool = False
     allow_outside_root: bool = False
     cache: bool = False
+    fit_cache_mb: int = bounded(1024, ge=0)
     shapes: ShapesConfig = field(default_factory=ShapesConfig)
 
     def __post_init__(self):

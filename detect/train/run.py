@@ -38,6 +38,7 @@ def make_datasets(config, train_records, val_records, strategy, train_skipped=()
     epoch): each worker's share holds at least ``steps`` of its batches.
     """
     from detect.data.bad_input import pipeline_stats
+    from detect.data.fit_cache import FitCache
     from detect.data.pipeline import build_dataset, distribute_dataset
 
     data, train = config.data, config.train
@@ -50,6 +51,9 @@ def make_datasets(config, train_records, val_records, strategy, train_skipped=()
         raise InputError("train.batch_size", f"{train.batch_size} images cannot be split evenly over "
                                              f"{replicas} replicas; use a multiple of {replicas}")
 
+    # One for the whole run: every epoch's pipeline reads the images the first one fitted.
+    fit_cache = FitCache(data.fit_cache_mb << 20) if data.fit_cache_mb else None
+
     def train_data(epoch, batch_size=None):
         batch_size = batch_size or train.batch_size  # a stage's own (Stage.batch_size), else the run's
         for error in train_skipped:
@@ -60,7 +64,8 @@ def make_datasets(config, train_records, val_records, strategy, train_skipped=()
                 train_records, training=True, batch_size=batch_size, max_boxes=data.max_boxes,
                 augment=data.augment.for_epoch(epoch, train.epochs), multiscale_sizes=data.multiscale_sizes or None,
                 multiscale_every=data.multiscale_every, min_sides=data.min_sides, seed=train.seed + epoch,
-                strict=data.strict, input_context=input_context, augment_workers=data.augment_workers, **geometry)
+                strict=data.strict, input_context=input_context, augment_workers=data.augment_workers,
+                fit_cache=fit_cache, **geometry)
 
         return make(batch_size) if replicas == 1 else distribute_dataset(strategy, make, batch_size)
 
