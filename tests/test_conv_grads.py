@@ -11,8 +11,10 @@ import pytest
 import tensorflow as tf
 
 from detect.backbones.base import Conv2D
+from detect.ops import conv as conv_module
 from detect.ops.conv import conv2d_same
 
+_FAST_GRADIENTS_AVAILABLE = conv_module.fast_gradients_available  # before the fixture replaces it
 CASES = [  # (batch, height, width, channels, filters, k)
     (2, 9, 7, 3, 5, 3),
     (1, 6, 6, 4, 4, 1),
@@ -20,6 +22,39 @@ CASES = [  # (batch, height, width, channels, filters, k)
     (2, 1, 1, 8, 3, 3),  # the kernel is larger than the image
     (1, 13, 13, 16, 8, 3),
 ]
+
+
+@pytest.fixture(autouse=True)
+def our_gradients(monkeypatch):
+    """Our gradients whatever this machine has (with oneDNN or a GPU, ``conv2d_same`` leaves them to TensorFlow)."""
+    monkeypatch.setattr(conv_module, "fast_gradients_available", lambda: True)
+
+
+def _gradient_ops(**patches):
+    """The op types of ``conv2d_same``'s traced gradient, with ``detect.ops.conv`` attributes patched."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in patches.items():
+            patch.setattr(conv_module, name, value)
+
+        @tf.function
+        def grads(x, kernel):
+            with tf.GradientTape() as tape:
+                tape.watch([x, kernel])
+                y = conv2d_same(x, kernel)
+            return tape.gradient(y, [x, kernel])
+
+        graph = grads.get_concrete_function(tf.TensorSpec([1, 6, 6, 2]), tf.TensorSpec([3, 3, 2, 4])).graph
+    return {op.type for op in graph.get_operations()}
+
+
+def test_tensorflows_gradients_with_onednn_or_a_gpu_ours_otherwise():
+    ours = _gradient_ops(_gpu_visible=lambda: False, _onednn_enabled=lambda: False,
+                         fast_gradients_available=_FAST_GRADIENTS_AVAILABLE)
+    assert "Conv2DBackpropInput" not in ours and "Conv2DBackpropFilter" not in ours
+    for machine in (dict(_gpu_visible=lambda: True, _onednn_enabled=lambda: False),
+                    dict(_gpu_visible=lambda: False, _onednn_enabled=lambda: True)):
+        theirs = _gradient_ops(**machine, fast_gradients_available=_FAST_GRADIENTS_AVAILABLE)
+        assert {"Conv2DBackpropInput", "Conv2DBackpropFilter"} <= theirs, machine
 
 
 def _tape_gradients(fn, x, kernel, upstream):
