@@ -22,6 +22,7 @@ SECONDS = {
     "test_dataset_dispatch.py": 13, "test_export_outputs.py": 12, "test_two_replicas.py": 12,
     "test_data_readers.py": 11, "test_frcnn_proposals.py": 9, "test_augment_workers.py": 25,
     "test_eval_cold.py": 10, "test_bench_peer.py": 8, "test_eval_background.py": 5, "test_conv_grads.py": 6,
+    "test_fit_cache.py": 30,
 }
 # Files that share a session fixture run in one share.
 TOGETHER = (("test_detector.py", "test_detect_tool_outputs.py", "test_yolo_overfit.py"),)
