@@ -129,8 +129,12 @@ def test_two_replicas_match_one_device():
     assert pair_loss == pytest.approx(single_loss, rel=1e-4)
     moved = [np.abs(a - s).max() for a, s in zip(single, single_start)]
     assert max(moved) > 0
-    for a, b in zip(single, pair):
-        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+    # The step's updates agree to 1% of each tensor's largest update: an engine error (a loss not
+    # scaled by the replicas, a gradient summed twice) is off by 50-100%. Absolute bounds on the
+    # weights failed with oneDNN (AVX-512), which sums a 4-image share in another order than 8 images
+    # (one weight of 9e-4 off by 1.1e-5, at 1063173 as well).
+    for a, b, s, largest in zip(single, pair, single_start, moved):
+        np.testing.assert_allclose(b - s, a - s, rtol=0, atol=max(1e-2 * largest, 1e-7))
 
 
 def test_losses_are_read_every_log_every_steps_and_nan_names_its_step(tmp_path, monkeypatch):

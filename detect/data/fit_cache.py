@@ -40,12 +40,14 @@ class FitCache:
         if budget_bytes <= 0:
             raise ValueError(f"FitCache budget_bytes={budget_bytes}; must be > 0 (pass no cache instead)")
         self.budget_bytes = int(budget_bytes)
-        # TensorFlow's mutable tables take int64 keys with string values: the key's 64-bit hash indexes
-        # them, and the key itself is kept to tell a hash collision from a hit.
-        self._tables = {name: tf.lookup.experimental.MutableHashTable(tf.int64, dtype, default_value=default)
-                        for name, dtype, default in (("image", tf.string, ""), ("key", tf.string, ""),
-                                                     ("height", tf.int64, 0), ("width", tf.int64, 0))}
-        self._used = tf.Variable(0, dtype=tf.int64, trainable=False, name="fit_cache_bytes")
+        # On the CPU, where tf.data runs, whatever device a strategy would pick.
+        with tf.device("/cpu:0"):
+            # TensorFlow's mutable tables take int64 keys with string values: the key's 64-bit hash
+            # indexes them, and the key itself is kept to tell a hash collision from a hit.
+            self._tables = {name: tf.lookup.experimental.MutableHashTable(tf.int64, dtype, default_value=default)
+                            for name, dtype, default in (("image", tf.string, ""), ("key", tf.string, ""),
+                                                         ("height", tf.int64, 0), ("width", tf.int64, 0))}
+            self._used = tf.Variable(0, dtype=tf.int64, trainable=False, name="fit_cache_bytes")
 
     @property
     def used_bytes(self):
