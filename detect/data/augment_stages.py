@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from detect.data import transforms
 from detect.data.augment import ThreadLocalAugmenter
-from detect.data.augment_workers import NO_FIT, fit, fitted_boxes, opencv_per_image, run_one, shared_pool
+from detect.data.augment_workers import NO_FIT, fit_or_take, opencv_per_image, run_one, shared_pool
 from detect.data.mosaic import GroupAugmenter
 from detect.data.python_calls import CALLS
 from detect.ops import PAD_CLASS
@@ -101,10 +101,8 @@ def _fitter(geometry, fit_cache=None):
     """Mosaic / mixup, first step: each image resized to fit ``image_size`` (no padding) with ``fit``
     (or taken as the ``fit_cache`` served it)."""
     def run(image, boxes, fitted, original_size):
-        if fitted:
-            fitted, boxes, t_fit = fitted_boxes(image, boxes, geometry, geometry["min_side"], original_size)
-        else:
-            fitted, boxes, t_fit = fit(image, boxes, geometry, geometry["min_side"])
+        fitted, boxes, t_fit = fit_or_take(image, boxes, geometry, geometry["min_side"],
+                                           original_size if fitted else None)
         # Never hand back the input's own buffer (an image already at its fit size): tf.data owns it.
         fitted = fitted.copy() if np.shares_memory(fitted, image) else fitted
         return fitted, boxes.astype(np.float32), t_fit.astype(np.float32)

@@ -56,8 +56,11 @@ def fit(image, boxes, geometry, min_side):
     return transforms.resize_image(image, new_h, new_w), boxes * t[[1, 0, 1, 0]], t
 
 
-def fitted_boxes(image, boxes, geometry, min_side, original_size):
-    """``fit`` for an ``image`` fitted before (a ``FitCache`` hit) from ``original_size`` (height, width)."""
+def fit_or_take(image, boxes, geometry, min_side, original_size=None):
+    """``fit``; for an ``image`` fitted before (a ``FitCache`` hit, ``original_size`` its decoded
+    (height, width)), the image as it is with its boxes and transform."""
+    if original_size is None:
+        return fit(image, boxes, geometry, min_side)
     new_h, new_w, t = fit_geometry(int(original_size[0]), int(original_size[1]), geometry, min_side)
     if image.shape[:2] != (new_h, new_w):
         raise ValueError(f"a cached image of {image.shape[:2]} is not the fit {(new_h, new_w)} of "
@@ -98,10 +101,7 @@ def run_one(augmenter, geometry, image, boxes, classes, ignore, seed, min_side, 
       transform [4] float32: the original image's place in the output,
       the fitted image when ``keep_fit``, else ``NO_FIT``).
     """
-    if original_size is None:
-        image, boxes, t_fit = fit(image, boxes, geometry, int(min_side))
-    else:
-        image, boxes, t_fit = fitted_boxes(image, boxes, geometry, int(min_side), original_size)
+    image, boxes, t_fit = fit_or_take(image, boxes, geometry, int(min_side), original_size)
     kept = image.copy() if keep_fit else NO_FIT  # a copy: what augments it must not change the cached pixels
     image, boxes, classes, ignore = augmenter(image, boxes, classes, ignore, seed)
     if geometry["resize"] == "letterbox":
